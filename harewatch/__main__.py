@@ -1,0 +1,3 @@
+from harewatch.cli import main
+
+main(prog_name="harewatch")

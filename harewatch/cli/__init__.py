@@ -1,0 +1,86 @@
+"""The ``harewatch`` command line: thin click commands over library functions.
+
+Exit codes: 0 ok, 1 failure of the operation, 2 usage or config error,
+3 topology drift, 4 broker unreachable.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from harewatch.errors import BrokerUnreachable, ConfigError, HarewatchError
+from harewatch.settings import Settings, load_settings
+
+EXIT_FAILED, EXIT_CONFIG, EXIT_DRIFT, EXIT_UNREACHABLE = 1, 2, 3, 4
+
+
+class Context:
+    """What every command needs: settings (env + flags) and the config, loaded once on demand."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._config: Any = None
+
+    @property
+    def config(self) -> Any:
+        if self._config is None:
+            from routing.loader import load_full_config
+            self._config = load_full_config(self.settings.config)
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class HarewatchGroup(click.Group):
+    """Turns harewatch errors into one clear line on stderr and a meaningful exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"harewatch: config error: {exc}", err=True)
+            sys.exit(EXIT_CONFIG)
+        except BrokerUnreachable as exc:
+            click.echo(f"harewatch: {exc}", err=True)
+            sys.exit(EXIT_UNREACHABLE)
+        except HarewatchError as exc:
+            click.echo(f"harewatch: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+
+@click.group(cls=HarewatchGroup)
+@click.option("--config", "config", envvar="HAREWATCH_CONFIG", default=None,
+              help="Config file (default: routing/routes.yaml; env HAREWATCH_CONFIG).")
+@click.option("--amqp-url", default=None, help="RabbitMQ URL (env AMQP_URL).")
+@click.option("--redis-url", default=None, help="Redis URL (env REDIS_URL).")
+@click.option("--prefix", default=None, help="Name prefix for exchanges and queues (env HAREWATCH_PREFIX).")
+@click.version_option(package_name="harewatch")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, amqp_url: str | None, redis_url: str | None,
+         prefix: str | None) -> None:
+    """harewatch: anomaly alerting on RabbitMQ and Celery."""
+    try:
+        settings = load_settings(config=config, amqp_url=amqp_url, redis_url=redis_url, prefix=prefix)
+    except ConfigError as exc:
+        click.echo(f"harewatch: config error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    ctx.obj = Context(settings)
+
+
+def _register() -> None:
+    import importlib
+
+    for mod in ("topology", "publish", "simulate", "backtest", "routes", "silence", "dlq", "worker", "demo"):
+        try:
+            module = importlib.import_module(f"harewatch.cli.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"harewatch.cli.{mod}":
+                continue
+            raise
+        main.add_command(module.cli)
+
+
+_register()

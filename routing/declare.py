@@ -1,0 +1,150 @@
+"""Declaring the topology on a broker, idempotently, reporting drift instead of crashing."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from amqp import exceptions as amqp_exc
+
+from harewatch.amqp import kombu_connection, redact_url
+from harewatch.errors import BrokerUnreachable
+from harewatch.settings import Settings
+from routing.management import Management
+from routing.topology import INFORMATIONAL_ARGS, Topology
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One argument that differs between the broker and the config."""
+
+    kind: str  # "queue" | "exchange"
+    name: str
+    argument: str
+    current: Any
+    wanted: Any
+
+    def __str__(self) -> str:
+        return (f"{self.kind} {self.name!r}: argument {self.argument} is {self.current!r} on the broker "
+                f"but the config wants {self.wanted!r}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    name: str
+    status: str  # created | kept | drift
+    drifts: tuple[Drift, ...] = ()
+
+
+_INEQUIV = re.compile(r"inequivalent arg '([^']+)' for (queue|exchange) '([^']+)' in vhost '[^']*': "
+                      r"received (.*?) but current is (.*)$")
+
+
+def _parse_precondition(text: str, kind: str, name: str, wanted_args: dict[str, Any]) -> Drift:
+    m = _INEQUIV.search(text)
+    if not m:
+        return Drift(kind, name, "?", text, "")
+    arg = m.group(1)
+    return Drift(kind, name, arg, m.group(5).strip(), wanted_args.get(arg, m.group(4)))
+
+
+def _norm(v: Any) -> Any:
+    return str(v) if v is not None else None
+
+
+def _diff(kind: str, name: str, current: dict[str, Any], wanted: dict[str, Any]) -> list[Drift]:
+    out = []
+    for key in sorted(set(current) | set(wanted)):
+        if key in INFORMATIONAL_ARGS:
+            continue
+        if _norm(current.get(key)) != _norm(wanted.get(key)):
+            out.append(Drift(kind, name, key, current.get(key), wanted.get(key)))
+    return out
+
+
+def declare(topology: Topology, settings: Settings) -> list[Outcome]:
+    """Create what is missing, keep what matches, report what drifted.
+
+    Never raises on drift: each drifted entity is an ``Outcome`` with status
+    ``drift`` listing every differing argument (read through the management
+    API when it is reachable, else from the broker's PRECONDITION_FAILED text).
+    """
+    mgmt = Management(settings.management_url)
+    vhost = settings.vhost
+    outcomes: list[Outcome] = []
+    try:
+        conn = kombu_connection(settings)
+        conn.connect()
+    except Exception as exc:  # noqa: BLE001 - any connect failure means unreachable
+        raise BrokerUnreachable(f"cannot connect to RabbitMQ at {redact_url(settings.amqp_url)}: {exc}") from None
+    with conn:
+        channel = conn.channel()
+
+        def fresh() -> Any:
+            nonlocal channel
+            try:
+                channel.close()
+            except Exception:  # noqa: BLE001
+                pass
+            channel = conn.channel()
+            return channel
+
+        def exists(kind: str, obj: Any) -> bool:
+            try:
+                if kind == "exchange":
+                    channel.exchange_declare(obj.name, obj.type, passive=True)
+                else:
+                    channel.queue_declare(obj.name, passive=True)
+                return True
+            except amqp_exc.NotFound:
+                fresh()
+                return False
+
+        def drifts_of(kind: str, obj: Any, wanted: dict[str, Any], text: str) -> list[Drift]:
+            try:
+                cur = mgmt.exchange(vhost, obj.name) if kind == "exchange" else mgmt.queue(vhost, obj.name)
+            except Exception:  # noqa: BLE001 - management is optional here
+                cur = None
+            if cur is not None:
+                current = dict(cur.get("arguments") or {})
+                want = dict(wanted)
+                if kind == "exchange":
+                    current["type"], want["type"] = cur.get("type"), obj.type
+                else:
+                    current.setdefault("x-queue-type", cur.get("type"))
+                    current["durable"], want["durable"] = cur.get("durable"), True
+                found = _diff(kind, obj.name, current, want)
+                if found:
+                    return found
+            return [_parse_precondition(text, kind, obj.name, wanted)]
+
+        for ex in topology.exchanges:
+            had = exists("exchange", ex)
+            try:
+                channel.exchange_declare(ex.name, ex.type, durable=True, auto_delete=False,
+                                         arguments=ex.arguments or {})
+                outcomes.append(Outcome("exchange", ex.name, "kept" if had else "created"))
+            except amqp_exc.PreconditionFailed as exc:
+                fresh()
+                outcomes.append(Outcome("exchange", ex.name, "drift",
+                                        tuple(drifts_of("exchange", ex, dict(ex.arguments or {}), str(exc)))))
+        for q in topology.queues:
+            had = exists("queue", q)
+            try:
+                channel.queue_declare(q.name, durable=True, auto_delete=False, exclusive=False,
+                                      arguments=q.queue_arguments)
+                status = "kept" if had else "created"
+            except amqp_exc.PreconditionFailed as exc:
+                fresh()
+                outcomes.append(Outcome("queue", q.name, "drift",
+                                        tuple(drifts_of("queue", q, dict(q.queue_arguments), str(exc)))))
+                continue
+            for b in q.bindings:
+                channel.queue_bind(q.name, b.exchange.name, routing_key=b.routing_key or "")
+            outcomes.append(Outcome("queue", q.name, status))
+        try:
+            channel.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return outcomes

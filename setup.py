@@ -1,0 +1,38 @@
+"""harewatch: real-time anomaly alerting on RabbitMQ and Celery."""
+from setuptools import find_packages, setup
+
+setup(
+    name="harewatch",
+    version="0.1.0",
+    description="Real-time anomaly alerting on RabbitMQ and Celery: seasonal detection, "
+    "Alertmanager-style routing, per-channel notifiers with dead-letter queues.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["harewatch*", "producers*", "workers*", "routing*", "templates*"]),
+    package_data={
+        "routing": ["*.yaml"],
+        "templates": ["*/*.j2", "*/*.txt", "*/*.html"],
+        "harewatch": ["py.typed"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "pika>=1.3",
+        "celery>=5.3",
+        "kombu>=5.3",
+        "statsmodels>=0.14",
+        "numpy>=1.24",
+        "jinja2>=3.1",
+        "sentry-sdk>=1.40",
+        "redis>=5.0",
+        "click>=8.1",
+        "PyYAML>=6.0",
+        "requests>=2.31",
+        "prometheus-client>=0.19",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "aiosmtpd>=1.4"],
+        "dev": ["pytest>=8", "aiosmtpd>=1.4", "mypy", "ruff"],
+    },
+    entry_points={"console_scripts": ["harewatch=harewatch.cli:main"]},
+)

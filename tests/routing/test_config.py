@@ -1,0 +1,63 @@
+"""Config loading: good files load, bad ones fail naming file, line and field."""
+from __future__ import annotations
+
+import pytest
+
+from harewatch.errors import ConfigError
+from routing.config import load_config, parse_config
+from tests.conftest import ROOT
+
+
+def test_shipped_example_loads():
+    cfg = load_config(ROOT / "routing" / "routes.yaml")
+    assert {"cpu_util", "http_latency_ms", "orders_per_min"} <= set(cfg.metrics)
+    assert set(cfg.channels) >= {"email", "slack", "webhook", "pagerduty"}
+    cpu = cfg.metric("cpu_util")
+    assert cpu.periods == (86400.0, 604800.0) and cpu.direction == "up" and cpu.min_deviation == 5
+    assert cfg.metric("http_latency_ms").confirm_k == 2
+    # unknown metric: the defaults
+    assert cfg.metric("disk_free").periods is None and cfg.metric("disk_free").queue is None
+
+
+def err(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, "my.yaml", env={})
+    return exc.value
+
+
+def test_bad_value_names_line_and_field():
+    e = err("metrics:\n  cpu_util:\n    periods: [1d]\n    direction: sideways\n")
+    assert (e.file, e.line, e.field) == ("my.yaml", 4, "metrics.cpu_util.direction")
+    assert "sideways" in str(e) and str(e).startswith("my.yaml:4: metrics.cpu_util.direction:")
+
+
+def test_bad_duration_and_unknown_field():
+    e = err("metrics:\n  cpu:\n    periods: [1day]\n")
+    assert e.line == 3 and e.field == "metrics.cpu.periods" and "1day" in str(e)
+    e = err("metrics:\n  cpu:\n    perods: [1d]\n")
+    assert e.line == 3 and e.field == "metrics.cpu.perods" and "unknown field" in str(e)
+
+
+def test_syntax_error_names_line():
+    e = err("metrics:\n  cpu: [1d\n  mem: {}\n")
+    assert e.file == "my.yaml" and e.line in (3, 4) and "YAML" in str(e)
+
+
+def test_unknown_channel_and_duplicate_key():
+    e = err("channels: [email, carrier_pigeon]\n")
+    assert e.field == "channels[1]" and e.line == 1
+    e = err("metrics:\n  cpu: {}\n  cpu: {}\n")
+    assert e.line == 3 and "duplicate" in str(e)
+
+
+def test_missing_env_reference_is_named():
+    e = err("metrics:\n  cpu:\n    description: ${NOT_SET_ANYWHERE}\n")
+    assert "NOT_SET_ANYWHERE" in str(e) and e.line == 3
+    cfg = parse_config("metrics:\n  cpu:\n    description: ${X:-fallback}\n", "f.yaml", env={})
+    assert cfg.metric("cpu").description == "fallback"
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError) as exc:
+        load_config("/nonexistent/harewatch.yaml")
+    assert "/nonexistent/harewatch.yaml" in str(exc.value) and "not found" in str(exc.value)
