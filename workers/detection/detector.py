@@ -1,0 +1,601 @@
+"""Per-series streaming anomaly detection (DESIGN §4).
+
+A :class:`Detector` holds one metric's settings; a :class:`SeriesState` holds
+everything one series needs (small, serialisable to bytes).  Feed points with
+:meth:`Detector.update`; when a point's result says ``refit_due``, call
+:meth:`Detector.refit` (or :meth:`Detector.fit` elsewhere and
+:meth:`Detector.apply_fit`), off the hot path.
+
+How a point is scored: expected = level + seasonal profile at the point's
+phase (profile from STL/MSTL fitted on bucketed history, refined online
+between fits), residual over a robust, phase-local scale = score.  Until
+there is enough history for a seasonal fit, a median/MAD window (cold start)
+and then a robust level (EWMA with clipped innovations) stand in, marked
+``confidence: low``.  Strictly causal: a point is scored before it updates
+anything.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import struct
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
+from workers.detection.stl import Fit, fit_seasonal, seasonal_naive
+
+COLD_POINTS = 30          # points before the robust level model takes over
+COLD_MIN = 10             # points before cold-start scoring may flag anything
+LS_WINDOW = 5             # points that confirm a level shift
+VC_WINDOW = 30            # points that show a variance change
+HIST_CYCLES = 3           # cycles of the longest period kept for refits
+RECENT = 64               # raw points kept (duplicates, level re-estimation, charts)
+SIGMA_FROM_ABS = 1.2533   # E|N(0,1)| = 0.798 -> sigma = mean abs / 0.798
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """The knobs of one metric (see routing.config.MetricSettings, which maps onto these)."""
+
+    periods: tuple[float, ...] | None = None  # None: infer; (): none
+    interval: float | None = None             # sampling interval; None: infer
+    threshold: float = 5.0
+    direction: str = "both"
+    confirm_k: int = 1
+    confirm_n: int = 1
+    min_deviation: float = 0.0
+    allowed_lateness: float = 300.0
+    flatline_after: int = 30
+    severity_critical: float = 10.0
+    refit_every: float | None = None
+    missing_after: float | None = None
+
+    @classmethod
+    def from_metric(cls, m: Any) -> "DetectorSettings":
+        """From a :class:`routing.config.MetricSettings` (or anything with the same fields)."""
+        return cls(**{k: getattr(m, k) for k in cls.__dataclass_fields__ if hasattr(m, k)})
+
+
+@dataclass(slots=True)
+class PointResult:
+    """The decision on one point. ``score`` is signed (residual over scale); ``event`` marks an alert onset."""
+
+    ts: float
+    value: float
+    score: float = 0.0
+    anomaly: bool = False
+    type: str | None = None
+    expected: float | None = None
+    lower: float | None = None
+    upper: float | None = None
+    event: bool = False
+    severity: str | None = None
+    confidence: str = "low"
+    status: str = "ok"         # ok | late | duplicate | late_scored
+    refit_due: bool = False
+
+    @property
+    def score01(self) -> float:
+        """The score mapped to [0, 1): 0.5 at the threshold the detector was given."""
+        return self._s01
+
+    _s01: float = 0.0
+
+
+@dataclass(slots=True)
+class SeriesState:
+    """Everything the detector knows about one series."""
+
+    n: int = 0
+    last_ts: float | None = None
+    interval: float | None = None
+    deltas: list[float] = field(default_factory=list)
+    recent_ts: list[float] = field(default_factory=list)
+    recent_x: list[float] = field(default_factory=list)
+    recent_e: list[float] = field(default_factory=list)
+    cold_sorted: list[float] = field(default_factory=list)
+    cold_fifo: list[float] = field(default_factory=list)
+    # model
+    level: float | None = None
+    ew_abs: float = 0.0
+    profile: array | None = None
+    ph_abs: array | None = None
+    model_periods: tuple[float, ...] = ()
+    bucket: float = 0.0
+    method: str = "median_mad"
+    fitted_at: float | None = None
+    refit_at: float | None = None
+    # bucketed history (bucket means; NaN for gaps)
+    hist: array = field(default_factory=lambda: array("f"))
+    hist_first: int = 0
+    cur_bucket: int = -1
+    cur_sum: float = 0.0
+    cur_cnt: int = 0
+    # decision state
+    flags: int = 0
+    in_episode: bool = False
+    zwin: list[float] = field(default_factory=list)
+    rwin: list[float] = field(default_factory=list)
+    cooldown: int = 0
+    shift_acc: float = 0.0
+    run_len: int = 0
+    last_value: float | None = None
+    p_change: float = 1.0
+    flat_fired: bool = False
+    all_int: bool = True
+    missing_fired: bool = False
+    late_skipped: int = 0
+    duplicates: int = 0
+
+    # -- serialisation ------------------------------------------------------
+    _ARRAYS = ("profile", "ph_abs", "hist")
+    _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin")
+
+    def to_bytes(self) -> bytes:
+        """Compact bytes: a JSON header of scalars and lists, then the float arrays."""
+        head: dict[str, Any] = {}
+        blobs: list[bytes] = []
+        for name in self.__slots__:  # type: ignore[attr-defined]
+            v = getattr(self, name)
+            if name in self._ARRAYS:
+                if v is None:
+                    head[name] = None
+                else:
+                    b = v.tobytes()
+                    head[name] = [v.typecode, len(b)]
+                    blobs.append(b)
+            elif name == "model_periods":
+                head[name] = list(v)
+            elif name == "ew_abs" or isinstance(v, float):
+                head[name] = v
+            else:
+                head[name] = v
+        hb = json.dumps(head, separators=(",", ":"), allow_nan=True).encode()
+        return b"HW1" + struct.pack("<I", len(hb)) + hb + b"".join(blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "SeriesState":
+        if data[:3] != b"HW1":
+            raise ValueError("not a harewatch series state (bad magic)")
+        (hl,) = struct.unpack("<I", data[3:7])
+        head = json.loads(data[7:7 + hl])
+        pos = 7 + hl
+        st = cls()
+        for name, v in head.items():
+            if name in cls._ARRAYS:
+                if v is None:
+                    setattr(st, name, None)
+                else:
+                    code, ln = v
+                    a = array(code)
+                    a.frombytes(data[pos:pos + ln])
+                    pos += ln
+                    setattr(st, name, a)
+            elif name == "model_periods":
+                st.model_periods = tuple(v)
+            else:
+                setattr(st, name, v)
+        return st
+
+    def memory_bytes(self) -> int:
+        """Approximate in-memory size (the serialised size is a close proxy)."""
+        return len(self.to_bytes())
+
+
+class Detector:
+    """Streaming detector for the series of one metric (one instance, many states)."""
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        self.s = settings or DetectorSettings()
+        s = self.s
+        self._mask = (1 << s.confirm_n) - 1
+        self._ls_t = max(3.0, 0.7 * s.threshold)
+        self._vc_t = 4.0
+
+    def new_state(self) -> SeriesState:
+        st = SeriesState()
+        st.interval = self.s.interval
+        return st
+
+    # -- helpers ---------------------------------------------------------------
+    def _periods_for_history(self) -> tuple[float, ...]:
+        return self.s.periods if self.s.periods is not None else AUTO_CANDIDATES
+
+    def _setup_buckets(self, st: SeriesState) -> None:
+        periods = self._periods_for_history()
+        if not periods or st.interval is None:
+            return
+        st.bucket = bucket_seconds(st.interval, periods)
+
+    def _hist_len(self, st: SeriesState) -> int:
+        return int(round(HIST_CYCLES * max(self._periods_for_history()) / st.bucket))
+
+    def _season(self, st: SeriesState, ts: float) -> tuple[float, int]:
+        prof = st.profile
+        if prof is None:
+            return 0.0, -1
+        L = len(prof)
+        pos = ts / st.bucket - 0.5
+        i0 = math.floor(pos)
+        frac = pos - i0
+        a = i0 % L
+        return prof[a] * (1.0 - frac) + prof[(a + 1) % L] * frac, (i0 + (1 if frac >= 0.5 else 0)) % L
+
+    def _sigma(self, st: SeriesState, ph: int) -> float:
+        sig = st.ew_abs
+        if st.ph_abs is not None and ph >= 0:
+            r = st.ph_abs[ph]
+            sig *= 0.5 if r < 0.5 else 2.0 if r > 2.0 else r
+        sig *= SIGMA_FROM_ABS
+        floor = 0.5 if st.all_int else 1e-9 * max(1.0, abs(st.level or 0.0))
+        return sig if sig > floor else floor
+
+    def expected_at(self, st: SeriesState, ts: float) -> float | None:
+        """What the model expects at ``ts`` (None before it has a level)."""
+        if st.level is None:
+            return None
+        return st.level + self._season(st, ts)[0]
+
+    # -- history -----------------------------------------------------------------
+    def _add_history(self, st: SeriesState, ts: float, v: float) -> None:
+        b = int(ts // st.bucket)
+        if b == st.cur_bucket:
+            st.cur_sum += v
+            st.cur_cnt += 1
+            return
+        if b < st.cur_bucket:
+            return  # late point for a closed bucket: scored, not remembered
+        H = self._hist_len(st)
+        h = st.hist
+        if st.cur_bucket >= 0:
+            if not h:
+                st.hist_first = st.cur_bucket
+            h.append(st.cur_sum / st.cur_cnt)
+            gap = min(b - st.cur_bucket - 1, H)
+            if gap > 0:
+                h.extend([math.nan] * gap)
+            if len(h) > H + H // 4:
+                drop = len(h) - H
+                del h[:drop]
+            st.hist_first = b - len(h)  # the last element is bucket b - 1
+        st.cur_bucket, st.cur_sum, st.cur_cnt = b, v, 1
+
+    def history(self, st: SeriesState) -> tuple[np.ndarray, int]:
+        """The closed buckets (oldest first) and the bucket number of the first."""
+        return np.asarray(st.hist, dtype=np.float64), st.hist_first
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(self, st: SeriesState) -> Fit | None:
+        """A new seasonal model from the state's history (pure; safe to run elsewhere).
+
+        None when the series shows (or is configured with) no seasonality, or
+        there is not yet a cycle of history.
+        """
+        if not st.bucket or not st.hist:
+            return None
+        x, first = self.history(st)
+        periods = self.s.periods
+        if periods is None:
+            periods = infer_periods(x, st.bucket)
+        if not periods:
+            return None
+        got = fit_seasonal(x, first, st.bucket, periods)
+        if got is None and self.s.periods:
+            got = seasonal_naive(x, first, st.bucket, min(periods))
+        return got
+
+    def apply_fit(self, st: SeriesState, fit: Fit | None) -> None:
+        """Install a fit (None: the non-seasonal model) and schedule the next refit."""
+        if fit is None:
+            st.profile, st.ph_abs, st.model_periods = None, None, ()
+            st.method = "ewma" if st.level is not None else st.method
+        else:
+            prof = array("d", fit.profile.tolist())
+            if st.ph_abs is None or len(st.ph_abs) != len(prof):
+                st.ph_abs = array("d", [1.0] * len(prof))
+            st.profile = prof
+            st.model_periods = fit.periods
+            st.method = fit.method
+            # level from the newest raw points against the new profile: current even after a shift
+            if st.recent_x:
+                tail = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts[-16:], st.recent_x[-16:])]
+                tail.sort()
+                st.level = tail[len(tail) // 2]
+            else:
+                st.level = fit.trend_end
+        st.fitted_at = st.last_ts
+        every = self._refit_every(st)
+        if fit is None or fit.method == "seasonal_naive":
+            # not the full model yet: look again soon, as history grows
+            every = min(every, max(min(self._periods_for_history() or (86400.0,)) / 4, 3600.0))
+        st.refit_at = (st.last_ts or 0.0) + every
+
+    def refit(self, st: SeriesState) -> None:
+        """Fit and install in one call (what the backtest and benchmarks do inline)."""
+        self.apply_fit(st, self.fit(st))
+
+    def _refit_every(self, st: SeriesState) -> float:
+        if self.s.refit_every:
+            return self.s.refit_every
+        periods = st.model_periods or self._periods_for_history() or (86400.0,)
+        if len(periods) > 1 or max(periods) > 86400:
+            return 2 * 86400.0
+        return max(min(periods), 3600.0)
+
+    # -- the hot path ------------------------------------------------------------------
+    def update(self, st: SeriesState, ts: float, x: float) -> PointResult:
+        """Score one point, then learn from it. Never raises on odd input order."""
+        s = self.s
+        last = st.last_ts
+        res = PointResult(ts, x)
+        if last is not None and ts <= last:
+            if ts in st.recent_ts:
+                st.duplicates += 1
+                res.status = "duplicate"
+                return res
+            if last - ts > s.allowed_lateness:
+                st.late_skipped += 1
+                res.status = "late"
+                return res
+            res.status = "late_scored"
+            self._score(st, res, ts, x, learn=False)
+            return res
+
+        # sampling interval
+        if last is not None and st.interval is None:
+            d = ts - last
+            if d > 0:
+                st.deltas.append(d)
+                if len(st.deltas) >= 8:
+                    dd = sorted(st.deltas)
+                    st.interval = dd[len(dd) // 2]
+                    st.deltas = []
+        if st.interval is not None and not st.bucket:
+            self._setup_buckets(st)
+            if st.bucket:
+                pmin = min(self._periods_for_history())
+                cycles = 1.0 if self.s.periods else 2.0
+                st.refit_at = ts + cycles * pmin + 4 * st.bucket
+        st.missing_fired = False
+        if st.all_int and x != int(x):
+            st.all_int = False
+
+        self._score(st, res, ts, x, learn=True)
+
+        st.n += 1
+        st.last_ts = ts
+        rt, rx, re_ = st.recent_ts, st.recent_x, st.recent_e
+        rt.append(ts)
+        rx.append(x)
+        re_.append(res.expected if res.expected is not None else x)
+        if len(rt) > RECENT:
+            del rt[0], rx[0], re_[0]
+        if st.bucket:
+            hv = x
+            if res.upper is not None and st.profile is not None and res.type != "level_shift":
+                # winsorise: a spike must not bend the next fit
+                lim = 0.8 * (res.upper - res.expected)
+                lo, hi = res.expected - lim, res.expected + lim
+                hv = lo if x < lo else hi if x > hi else x
+            # history stays in the frame before any detected level shift, so a shifted
+            # stretch does not bend the seasonal fit (the level comes from raw points)
+            self._add_history(st, ts, hv - st.shift_acc)
+        if st.refit_at is not None and ts >= st.refit_at:
+            res.refit_due = True
+        return res
+
+    def _score(self, st: SeriesState, res: PointResult, ts: float, x: float, learn: bool) -> None:
+        s = self.s
+        thr = s.threshold
+        if st.level is None:
+            self._cold(st, res, x, learn)
+            return
+        season, ph = self._season(st, ts)
+        exp = st.level + season
+        sigma = self._sigma(st, ph)
+        r = x - exp
+        z = r / sigma
+        res.expected = exp
+        band = thr * sigma
+        if band < s.min_deviation:
+            band = s.min_deviation
+        res.lower, res.upper = exp - band, exp + band
+        res.score = z
+        az = z if z >= 0 else -z
+        res._s01 = az / (az + thr)
+        res.confidence = "high" if st.profile is not None or st.fitted_at is not None or self.s.periods == () \
+            else "low"
+        if not learn:
+            flag = az >= thr and abs(r) >= s.min_deviation and self._dir_ok(z)
+            if flag:
+                self._mark(res, "spike" if z > 0 else "dip", az, event=True)
+            return
+
+        # -- flatline ------------------------------------------------------------
+        # p_change: how often the value usually changes from one point to the next
+        if st.last_value is not None:
+            ap = 1.0 / st.n if st.n < 200 else 0.005   # a running mean first, then exponential
+            if x != st.last_value:
+                if not st.flat_fired:
+                    st.p_change += ap * (1.0 - st.p_change)
+                st.run_len = 0
+                st.flat_fired = False
+            else:
+                st.run_len += 1
+                if not st.flat_fired:
+                    st.p_change -= ap * st.p_change
+        st.last_value = x
+        if st.run_len >= s.flatline_after and st.n >= 200:
+            if st.flat_fired:
+                self._mark(res, "flatline", thr, event=False)
+            elif (1.0 - st.p_change) ** st.run_len < 1e-6:
+                st.flat_fired = True
+                self._mark(res, "flatline", thr, event=True)
+            if res.anomaly:
+                st.flags = (st.flags << 1) & self._mask
+                return
+
+        # -- windows for level shift / variance change ---------------------------------
+        zc = 6.0 if z > 6.0 else -6.0 if z < -6.0 else z
+        zw, rw = st.zwin, st.rwin
+        zw.append(zc)
+        rw.append(r)
+        if len(zw) > VC_WINDOW:
+            del zw[0]
+        if len(rw) > LS_WINDOW:
+            del rw[0]
+        if st.cooldown:
+            st.cooldown -= 1
+
+        fired = False
+        if len(rw) == LS_WINDOW and not st.cooldown:
+            last5 = zw[-LS_WINDOW:]
+            mean5 = sum(last5) / LS_WINDOW
+            if abs(mean5) >= self._ls_t and (min(last5) >= 1.5 or max(last5) <= -1.5) and self._dir_ok(mean5) \
+                    and abs(sorted(rw)[LS_WINDOW // 2]) >= s.min_deviation:
+                shift = sorted(rw)[LS_WINDOW // 2]
+                st.level += shift
+                st.shift_acc += shift
+                exp += shift
+                self._mark(res, "level_shift", abs(mean5), event=True)
+                st.cooldown = VC_WINDOW
+                zw.clear()
+                rw.clear()
+                st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * (st.interval or 60.0)))
+                fired = True
+        if not fired and len(zw) == VC_WINDOW and not st.cooldown:
+            # more spread on both sides, not a one-sided run (that is a shift or a spike)
+            m2 = sum((v if -4.0 <= v <= 4.0 else 4.0) ** 2 for v in zw) / VC_WINDOW
+            if m2 >= self._vc_t:
+                ups = sum(1 for v in zw if v > 2.0)
+                downs = sum(1 for v in zw if v < -2.0)
+                if ups >= 3 and downs >= 3 and ups + downs >= 8:
+                    factor = math.sqrt(m2)
+                    self._mark(res, "variance_change", factor * thr / 2.0, event=True)
+                    st.ew_abs *= factor
+                    st.cooldown = VC_WINDOW
+                    zw.clear()
+                    fired = True
+
+        # -- point anomalies with k-of-n confirmation ----------------------------------------
+        flag = az >= thr and (r if r >= 0 else -r) >= s.min_deviation and self._dir_ok(z)
+        st.flags = ((st.flags << 1) | flag) & self._mask
+        if not fired:
+            if flag and (self._mask == 1 or st.flags.bit_count() >= s.confirm_k):
+                self._mark(res, "spike" if z > 0 else "dip", az, event=not st.in_episode)
+                st.in_episode = True
+            else:
+                st.in_episode = False
+        else:
+            st.in_episode = True
+
+        # -- learn (clipped, so anomalies barely move the model) ---------------------------
+        lim = 3.0 * sigma
+        innov = x - exp
+        innov = lim if innov > lim else -lim if innov < -lim else innov
+        a_l = self._alpha_level(st)
+        st.level += a_l * innov
+        if ph >= 0 and st.profile is not None and not res.anomaly:
+            st.profile[ph] += 0.02 * innov
+        if az < thr:  # the scale learns from ordinary points only
+            ar = r if r >= 0 else -r
+            cap = 3.0 * sigma / SIGMA_FROM_ABS
+            if ar > cap:
+                ar = cap
+            st.ew_abs += 0.01 * (ar - st.ew_abs)
+            if ph >= 0 and st.ph_abs is not None and st.ew_abs > 0:
+                # the daily shape of the noise, relative to its current overall level
+                st.ph_abs[ph] += 0.02 * (ar / st.ew_abs - st.ph_abs[ph])
+
+    def _alpha_level(self, st: SeriesState) -> float:
+        iv = st.interval or 60.0
+        w = max(10.0, 3600.0 / iv) if st.profile is not None or self.s.periods == () else max(5.0, 1800.0 / iv)
+        a = 2.0 / (w + 1.0)
+        return 0.3 if a > 0.3 else a
+
+    def _dir_ok(self, z: float) -> bool:
+        d = self.s.direction
+        return d == "both" or (d == "up" and z > 0) or (d == "down" and z < 0)
+
+    def _mark(self, res: PointResult, typ: str, score: float, event: bool) -> None:
+        res.anomaly = True
+        res.type = typ
+        res.event = event or res.event
+        res.severity = "critical" if score >= self.s.severity_critical else "warning"
+        if typ in ("flatline",):
+            res.severity = "warning"
+
+    def _cold(self, st: SeriesState, res: PointResult, x: float, learn: bool) -> None:
+        """Median/MAD over the first points: catches gross spikes before any model exists."""
+        s = self.s
+        cs = st.cold_sorted
+        n = len(cs)
+        res.confidence = "low"
+        if n >= COLD_MIN:
+            med = cs[n // 2]
+            devs = sorted(abs(v - med) for v in cs)
+            mad = devs[n // 2] * 1.4826
+            floor = 0.5 if st.all_int else 1e-6 * max(1.0, abs(med))
+            if mad < floor:
+                mad = floor
+            thr = s.threshold + 1.0
+            z = (x - med) / mad
+            res.expected, res.score = med, z
+            band = max(thr * mad, s.min_deviation)
+            res.lower, res.upper = med - band, med + band
+            az = abs(z)
+            res._s01 = az / (az + s.threshold)
+            if az >= thr and abs(x - med) >= s.min_deviation and self._dir_ok(z):
+                self._mark(res, "spike" if z > 0 else "dip", az, event=not st.in_episode)
+                st.in_episode = True
+                if learn:
+                    return  # keep gross outliers out of the warm-up window
+            else:
+                st.in_episode = False
+        if not learn:
+            return
+        bisect.insort(cs, x)
+        st.cold_fifo.append(x)
+        if len(st.cold_fifo) >= COLD_POINTS:
+            med = cs[len(cs) // 2]
+            devs = sorted(abs(v - med) for v in cs)
+            st.level = med
+            st.ew_abs = devs[len(devs) // 2] * 1.4826 / SIGMA_FROM_ABS
+            st.method = "ewma"
+            st.cold_sorted, st.cold_fifo = [], []
+
+    # -- time-driven checks -------------------------------------------------------------
+    def missing_due(self, st: SeriesState, now: float) -> PointResult | None:
+        """A ``missing_data`` result when the series stopped reporting past its expected interval.
+
+        Fires once per silence; the next point re-arms it.
+        """
+        if st.last_ts is None or st.missing_fired:
+            return None
+        limit = self.s.missing_after or max(10 * (st.interval or 60.0), 120.0)
+        if now - st.last_ts <= limit:
+            return None
+        st.missing_fired = True
+        res = PointResult(now, math.nan, score=(now - st.last_ts) / limit * self.s.threshold, anomaly=True,
+                          type="missing_data", event=True, severity="warning",
+                          confidence="high" if st.interval else "low")
+        res.expected = self.expected_at(st, now)
+        return res
+
+    def model_info(self, st: SeriesState) -> dict[str, Any]:
+        """What the model is, for the anomaly event's ``model`` field."""
+        from harewatch.messages import iso
+        return {"method": st.method, "periods": [int(p) for p in st.model_periods],
+                "fitted_at": iso(st.fitted_at) if st.fitted_at else None,
+                "bucket_seconds": st.bucket or None}
+
+    def window(self, st: SeriesState) -> dict[str, list[Any]]:
+        """The recent points (ts, observed, expected) for a chart of the anomaly in context."""
+        from harewatch.messages import iso
+        return {"ts": [iso(t) for t in st.recent_ts], "observed": list(st.recent_x),
+                "expected": [round(e, 6) for e in st.recent_e]}

@@ -1,0 +1,78 @@
+"""Choosing the fit resolution and inferring seasonal periods from history."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+DAY, WEEK = 86400.0, 7 * 86400.0
+AUTO_CANDIDATES = (DAY, WEEK)
+MAX_BUCKETS_MIN_PERIOD = 288   # fit resolution: at most this many buckets per cycle of the shortest period
+MAX_BUCKETS_MAX_PERIOD = 672   # ... and of the longest (keeps MSTL fits in milliseconds)
+
+
+def bucket_seconds(interval: float, periods: tuple[float, ...]) -> float:
+    """Width of a fit bucket: the sampling interval, or coarser so fits stay cheap.
+
+    Chosen so every period is a whole number of buckets.
+    """
+    if not periods:
+        return interval
+    pmin, pmax = min(periods), max(periods)
+    target = max(interval, pmin / MAX_BUCKETS_MIN_PERIOD, pmax / MAX_BUCKETS_MAX_PERIOD)
+    n = max(1, round(pmin / target))
+    return pmin / n
+
+
+def fill_gaps(x: np.ndarray) -> np.ndarray:
+    """Linear interpolation over NaNs (edges take the nearest value)."""
+    mask = np.isnan(x)
+    if not mask.any():
+        return x
+    idx = np.arange(len(x))
+    good = ~mask
+    out = x.copy()
+    out[mask] = np.interp(idx[mask], idx[good], x[good])
+    return out
+
+
+def acf_at(x: np.ndarray, lag: int) -> float:
+    """Autocorrelation of ``x`` at ``lag`` (0 when undefined)."""
+    if lag <= 0 or lag >= len(x) - 2:
+        return 0.0
+    a, b = x[:-lag], x[lag:]
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 0.0
+
+
+def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, ...] = AUTO_CANDIDATES,
+                  min_acf: float = 0.3) -> tuple[float, ...]:
+    """Periods (seconds) among ``candidates`` that the history shows, () when none.
+
+    Needs at least two cycles of a candidate to consider it; the series is
+    detrended with a one-cycle moving average first so trends do not pass for
+    seasonality.
+    """
+    x = fill_gaps(history)
+    found: list[float] = []
+    best = -1.0
+    for i, p in enumerate(sorted(candidates)):
+        lag = int(round(p / bucket))
+        cycles = 2 if i == 0 else 3   # a longer period must show itself three times
+        if lag < 4 or len(x) < cycles * lag + 4:
+            continue
+        kernel = np.ones(lag) / lag
+        trend = np.convolve(x, kernel, mode="same")
+        half = lag // 2
+        core = (x - trend)[half:len(x) - half]
+        r = acf_at(core, lag)
+        # a cycle is in phase after a period and out of phase after half of one;
+        # trends and random walks are neither
+        contrast = r - acf_at(core, lag // 2)
+        # a longer period must add something over the shorter ones it contains
+        if r >= min_acf and contrast >= 0.3 and r > best + 0.05:
+            found.append(p)
+            best = max(best, r)
+    return tuple(found)

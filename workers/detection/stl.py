@@ -1,0 +1,91 @@
+"""Fitting the seasonal model: statsmodels STL (one period) or MSTL (several) on bucketed history.
+
+Fits run on data averaged into buckets (see :func:`seasonality.bucket_seconds`)
+with R-style jumps, so one fit costs milliseconds, never seconds.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from workers.detection.seasonality import fill_gaps
+
+
+@dataclass
+class Fit:
+    """A fitted decomposition: seasonal profile over the longest period, and the trend's end."""
+
+    profile: np.ndarray       # seasonal value per bucket phase (bucket_no % len(profile))
+    trend_end: float
+    method: str               # stl | mstl | seasonal_naive
+    periods: tuple[float, ...]
+    resid_scale: float        # robust scale of bucket residuals (informational)
+
+
+def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
+    trend = int(math.ceil(1.5 * period / (1 - 1.5 / seasonal)))
+    trend += trend % 2 == 0
+    low = period + 1 if period % 2 == 0 else period + 2
+    return {"seasonal_jump": max(1, seasonal // 10), "trend_jump": max(1, trend // 10),
+            "low_pass_jump": max(1, low // 10)}
+
+
+def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
+                 periods: tuple[float, ...]) -> Fit | None:
+    """Decompose ``history`` (bucket means, NaN for gaps; ``first_bucket`` is the bucket number of
+    element 0) with the periods that have at least two cycles of data. None when none has.
+    """
+    from statsmodels.tsa.seasonal import MSTL, STL
+
+    n = len(history)
+    usable = [p for p in sorted(periods) if n >= 2 * int(round(p / bucket))
+              and np.count_nonzero(~np.isnan(history[-2 * int(round(p / bucket)):])) >= 1.2 * round(p / bucket)]
+    if not usable:
+        return None
+    lags = [int(round(p / bucket)) for p in usable]
+    longest = lags[-1]
+    # fit on at most 3 cycles of the shortest period (STL) or 2 of the longest (MSTL)
+    keep = min(n, 3 * longest if len(lags) == 1 else 2 * longest)
+    x = fill_gaps(history[-keep:].astype(np.float64))
+    start = first_bucket + (n - keep)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if len(lags) == 1:
+            res = STL(x, period=lags[0], robust=True, **_jumps(lags[0])).fit(inner_iter=2, outer_iter=3)
+            seasonal = np.asarray(res.seasonal)
+            method = "stl"
+        else:
+            res = MSTL(x, periods=tuple(lags), stl_kwargs=_jumps(longest)).fit()
+            s = np.asarray(res.seasonal)
+            seasonal = s.sum(axis=1) if s.ndim == 2 else s
+            method = "mstl"
+    trend = np.asarray(res.trend)
+    resid = np.asarray(res.resid)
+    profile = np.zeros(longest)
+    # the last full cycle of the seasonal component, placed by bucket phase
+    for i in range(keep - longest, keep):
+        profile[(start + i) % longest] = seasonal[i]
+    profile -= profile.mean()
+    mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
+    return Fit(profile, float(trend[-1]), method, tuple(usable), mad)
+
+
+def seasonal_naive(history: np.ndarray, first_bucket: int, bucket: float, period: float) -> Fit | None:
+    """With one to two cycles of history: the last cycle, lightly smoothed, as the profile."""
+    lag = int(round(period / bucket))
+    n = len(history)
+    if n < lag or np.count_nonzero(~np.isnan(history[-lag:])) < 0.8 * lag:
+        return None
+    last = fill_gaps(history[-lag:].astype(np.float64))
+    padded = np.concatenate([last[-1:], last, last[:1]])
+    smooth = (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+    profile = np.zeros(lag)
+    start = first_bucket + n - lag
+    for i in range(lag):
+        profile[(start + i) % lag] = smooth[i]
+    level = float(profile.mean())
+    profile -= level
+    return Fit(profile, level, "seasonal_naive", (period,), 0.0)
