@@ -107,3 +107,27 @@ def get_all(channel: Any, queue: str, expect: int | None = None, timeout: float 
             continue
         channel.basic_ack(method.delivery_tag)
         out.append((method, props, body))
+
+
+@pytest.fixture
+def declared(settings: Settings) -> Settings:
+    """The default config's topology declared in this test's vhost."""
+    from routing.config import load_config
+    from routing.declare import declare
+    from routing.topology import topology_from_config
+
+    declare(topology_from_config(load_config(settings.config), settings.prefix), settings)
+    return settings
+
+
+def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> "subprocess.CompletedProcess[str]":
+    """Run ``harewatch ARGS`` in a subprocess against ``settings``' broker and config."""
+    import subprocess
+    import sys
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "HAREWATCH_", "REDIS_"))}
+    full.update({"AMQP_URL": settings.amqp_url, "HAREWATCH_CONFIG": settings.config,
+                 "REDIS_URL": settings.redis_url, "HAREWATCH_PREFIX": settings.prefix})
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "harewatch", *args], input=input, capture_output=True,
+                          text=True, env=full, cwd=ROOT, timeout=timeout)

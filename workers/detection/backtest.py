@@ -22,9 +22,12 @@ def run_series(det: Detector, ts: Sequence[float], values: Sequence[float], miss
         if missing_check and st.last_ts is not None and st.interval:
             miss = det.missing_due(st, t - 1e-6)
             if miss is not None:
+                # the periodic check would have fired when the silence passed its limit
+                fired = st.last_ts + (det.s.missing_after or max(10 * st.interval, 120.0)) + st.interval
                 r = det.update(st, t, v)
                 if not r.anomaly:
                     r.anomaly, r.type, r.event, r.severity = True, "missing_data", True, "warning"
+                    r.at = min(fired, t)
                 out.append(r)
                 if r.refit_due:
                     det.refit(st)
@@ -131,9 +134,7 @@ def evaluate(results: Sequence[PointResult], windows: Iterable[Window], interval
         sc = ev.by_type.setdefault(w.type, TypeScore())
         sc.windows += 1
         hi = w.start + tol if w.type in ("spike", "dip", "level_shift") else w.end + tol
-        hits = [r.ts for r in anomalous if w.start - 1e-9 <= r.ts <= hi]
-        if w.type == "missing_data":
-            hits = [r.ts for r in anomalous if w.start <= r.ts <= w.end + tol + interval * 2]
+        hits = [r.at or r.ts for r in anomalous if w.start - 1e-9 <= (r.at or r.ts) <= hi]
         if hits:
             sc.detected += 1
             sc.delays.append((hits[0] - w.start) / interval)
@@ -141,7 +142,8 @@ def evaluate(results: Sequence[PointResult], windows: Iterable[Window], interval
         if not r.event:
             continue
         ev.events += 1
-        if any(w.start - tol <= r.ts <= w.end + 4 * tol for w in wins):
+        t = r.at or r.ts
+        if any(w.start - tol <= t <= w.end + 4 * tol for w in wins):
             ev.true_events += 1
         else:
             ev.false_events += 1

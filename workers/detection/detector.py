@@ -78,6 +78,7 @@ class PointResult:
     confidence: str = "low"
     status: str = "ok"         # ok | late | duplicate | late_scored
     refit_due: bool = False
+    at: float | None = None    # when the alert fired, if not at ts (missing_data seen late in a backtest)
 
     @property
     def score01(self) -> float:
@@ -123,9 +124,11 @@ class SeriesState:
     rwin: list[float] = field(default_factory=list)
     cooldown: int = 0
     shift_acc: float = 0.0
+    z2sum: float = 0.0
     run_len: int = 0
     last_value: float | None = None
     p_change: float = 1.0
+    n_trans: int = 0
     flat_fired: bool = False
     all_int: bool = True
     missing_fired: bool = False
@@ -419,7 +422,8 @@ class Detector:
         # -- flatline ------------------------------------------------------------
         # p_change: how often the value usually changes from one point to the next
         if st.last_value is not None:
-            ap = 1.0 / st.n if st.n < 200 else 0.005   # a running mean first, then exponential
+            st.n_trans += 1
+            ap = 1.0 / st.n_trans if st.n_trans < 200 else 0.005   # a running mean first, then exponential
             if x != st.last_value:
                 if not st.flat_fired:
                     st.p_change += ap * (1.0 - st.p_change)
@@ -430,7 +434,7 @@ class Detector:
                 if not st.flat_fired:
                     st.p_change -= ap * st.p_change
         st.last_value = x
-        if st.run_len >= s.flatline_after and st.n >= 200:
+        if st.run_len >= s.flatline_after and st.n_trans >= 200:
             if st.flat_fired:
                 self._mark(res, "flatline", thr, event=False)
             elif (1.0 - st.p_change) ** st.run_len < 1e-6:
@@ -445,8 +449,10 @@ class Detector:
         zw, rw = st.zwin, st.rwin
         zw.append(zc)
         rw.append(r)
+        st.z2sum += zc * zc if -4.0 <= zc <= 4.0 else 16.0
         if len(zw) > VC_WINDOW:
-            del zw[0]
+            old = zw.pop(0)
+            st.z2sum -= old * old if -4.0 <= old <= 4.0 else 16.0
         if len(rw) > LS_WINDOW:
             del rw[0]
         if st.cooldown:
@@ -466,11 +472,12 @@ class Detector:
                 st.cooldown = VC_WINDOW
                 zw.clear()
                 rw.clear()
+                st.z2sum = 0.0
                 st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * (st.interval or 60.0)))
                 fired = True
         if not fired and len(zw) == VC_WINDOW and not st.cooldown:
             # more spread on both sides, not a one-sided run (that is a shift or a spike)
-            m2 = sum((v if -4.0 <= v <= 4.0 else 4.0) ** 2 for v in zw) / VC_WINDOW
+            m2 = st.z2sum / VC_WINDOW
             if m2 >= self._vc_t:
                 ups = sum(1 for v in zw if v > 2.0)
                 downs = sum(1 for v in zw if v < -2.0)
@@ -480,6 +487,7 @@ class Detector:
                     st.ew_abs *= factor
                     st.cooldown = VC_WINDOW
                     zw.clear()
+                    st.z2sum = 0.0
                     fired = True
 
         # -- point anomalies with k-of-n confirmation ----------------------------------------

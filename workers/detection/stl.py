@@ -66,8 +66,8 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
     resid = np.asarray(res.resid)
     profile = np.zeros(longest)
     # the last full cycle of the seasonal component, placed by bucket phase
-    for i in range(keep - longest, keep):
-        profile[(start + i) % longest] = seasonal[i]
+    idx = np.arange(keep - longest, keep)
+    profile[(start + idx) % longest] = seasonal[idx]
     profile -= profile.mean()
     mad = float(np.median(np.abs(resid - np.median(resid)))) * 1.4826
     return Fit(profile, float(trend[-1]), method, tuple(usable), mad)

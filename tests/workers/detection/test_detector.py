@@ -1,0 +1,224 @@
+"""The detector alone: each anomaly type, cold start, gaps, late and duplicate points,
+non-seasonal series, state round trip and causality."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from workers.detection import Detector, DetectorSettings
+from workers.detection.backtest import run_series
+from workers.detection.detector import SeriesState
+from workers.detection.seasonality import infer_periods
+
+STEP = 300.0          # 5-minute data keeps these tests fast
+DAY = 86400.0
+T0 = 1_700_006_400.0  # a UTC midnight
+
+
+def seasonal(days: float, seed: int = 0, noise: float = 1.0) -> tuple[list[float], list[float]]:
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(int(days * DAY / STEP)) * STEP
+    x = 100 + 30 * np.sin(2 * np.pi * (t % DAY) / DAY) + rng.normal(0, noise, len(t))
+    return t.tolist(), x.tolist()
+
+
+def run(x: list[float], t: list[float], **kw) -> list:
+    return run_series(Detector(DetectorSettings(**{"periods": (DAY,), **kw})), t, x)
+
+
+def events(results) -> list[tuple[int, str]]:
+    return [(i, r.type) for i, r in enumerate(results) if r.event]
+
+
+@pytest.fixture(scope="module")
+def base():
+    return seasonal(6)
+
+
+def test_quiet_seasonal_series_raises_nothing_after_warmup(base):
+    t, x = base
+    res = run(x, t)
+    assert [e for e in events(res) if e[0] > 288] == []
+    late = res[-1]
+    assert late.confidence == "high" and abs(late.expected - x[-1]) < 5
+
+
+@pytest.mark.parametrize("typ,delta", [("spike", 9.0), ("dip", -9.0)])
+def test_spike_and_dip(base, typ, delta):
+    t, x = base
+    x = list(x)
+    i = 5 * 288 + 40
+    x[i] += delta
+    res = run(x, t)
+    assert (i, typ) in events(res)
+    assert res[i].severity == "warning" and res[i].lower < res[i].expected < res[i].upper
+    assert [e for e in events(res) if e[0] > 288 and e[0] != i] == []
+
+
+def test_level_shift_within_five_points(base):
+    t, x = base
+    x = list(x)
+    i = 5 * 288
+    for j in range(i, len(x)):
+        x[j] += 8.0
+    res = run(x, t)
+    shifts = [j for j, typ in events(res) if typ == "level_shift"]
+    assert shifts and i <= shifts[0] <= i + 5
+    # once the shift is known, the new level is normal
+    assert not any(r.anomaly for r in res[i + 30:])
+
+
+def test_variance_change(base):
+    t, x = base
+    x = list(x)
+    rng = np.random.default_rng(5)
+    i = 5 * 288
+    for j in range(i, i + 100):
+        x[j] += rng.normal(0, 4.0)
+    res = run(x, t)
+    assert any(typ == "variance_change" and i <= j <= i + 60 for j, typ in events(res))
+
+
+def test_flatline():
+    t, x = seasonal(3, noise=0.5)
+    i = 2 * 288 + 100
+    for j in range(i, i + 60):
+        x[j] = x[i - 1]
+    res = run(x, t)
+    assert any(typ == "flatline" and i < j <= i + 35 for j, typ in events(res))
+
+
+def test_constant_series_never_flatlines():
+    t = [T0 + i * STEP for i in range(2000)]
+    res = run([42.0] * 2000, t, periods=())
+    assert not any(r.anomaly for r in res)
+    res[-1]  # still scored
+
+
+def test_missing_data_is_due_after_silence(base):
+    t, x = base
+    det = Detector(DetectorSettings(periods=(DAY,)))
+    st = det.new_state()
+    for a, b in zip(t[:500], x[:500]):
+        det.update(st, a, b)
+    assert det.missing_due(st, t[499] + 5 * STEP) is None
+    miss = det.missing_due(st, t[499] + 11 * STEP)
+    assert miss is not None and miss.type == "missing_data" and miss.event
+    assert det.missing_due(st, t[499] + 20 * STEP) is None  # once per silence
+    det.update(st, t[499] + 21 * STEP, x[0])
+    assert det.missing_due(st, t[499] + 40 * STEP) is not None  # re-armed
+
+
+def test_cold_start_catches_gross_spike_with_low_confidence():
+    t = [T0 + i * 60 for i in range(40)]
+    x = [10.0 + (i % 4) * 0.5 for i in range(40)]
+    x[25] = 80.0
+    res = run(x, t)
+    assert res[25].anomaly and res[25].type == "spike" and res[25].confidence == "low"
+    assert sum(r.event for r in res) == 1
+
+
+def test_gaps_and_irregular_sampling_do_not_crash_or_alarm():
+    rng = np.random.default_rng(2)
+    t, x = seasonal(4, seed=2)
+    keep = [i for i in range(len(t)) if not (600 <= i < 640) and rng.random() > 0.1]
+    tt = [t[i] + rng.uniform(-20, 20) for i in keep]
+    xx = [x[i] for i in keep]
+    res = run(xx, tt)
+    real = [e for e in events(res) if e[0] > 288 and e[1] != "missing_data"]
+    assert real == []
+
+
+def test_duplicates_and_late_points():
+    t, x = seasonal(1)
+    det = Detector(DetectorSettings(periods=(DAY,), allowed_lateness=600))
+    st = det.new_state()
+    for a, b in zip(t[:100], x[:100]):
+        det.update(st, a, b)
+    n = st.n
+    assert det.update(st, t[99], x[99]).status == "duplicate"
+    assert det.update(st, t[98], x[98]).status == "duplicate"
+    assert det.update(st, t[99] - 450, 100.0).status == "late_scored"   # within lateness, scored
+    assert det.update(st, t[99] - 3650, 100.0).status == "late"         # beyond: counted, skipped
+    assert st.n == n and st.duplicates == 2 and st.late_skipped == 1
+
+
+def test_non_seasonal_series_gets_no_seasonal_model():
+    rng = np.random.default_rng(3)
+    n = int(4 * DAY / STEP)
+    t = [T0 + i * STEP for i in range(n)]
+    x = (200 + np.cumsum(rng.normal(0, 0.3, n)) + rng.normal(0, 1, n)).tolist()
+    det = Detector(DetectorSettings(periods=None))
+    res = run_series(det, t, x)
+    assert sum(r.event for r in res[100:]) <= 1
+    st = det.new_state()
+    for a, b in zip(t, x):
+        if det.update(st, a, b).refit_due:
+            det.refit(st)
+    assert st.profile is None and st.method == "ewma"
+
+
+def test_seasonality_is_inferred_from_history():
+    t, x = seasonal(3)
+    det = Detector(DetectorSettings(periods=None))
+    st = det.new_state()
+    for a, b in zip(t, x):
+        if det.update(st, a, b).refit_due:
+            det.refit(st)
+    assert st.model_periods == (DAY,) and st.method == "stl"
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(0, 1, 2000))
+    assert infer_periods(walk, 300.0) == ()
+
+
+def test_direction_and_min_deviation(base):
+    t, x = base
+    x = list(x)
+    i, k = 5 * 288 + 10, 5 * 288 + 50
+    x[i] -= 9.0
+    x[k] += 9.0
+    up = run(x, t, direction="up")
+    assert (k, "spike") in events(up) and (i, "dip") not in events(up)
+    quiet = run(x, t, min_deviation=20.0)
+    assert not quiet[i].anomaly and not quiet[k].anomaly
+
+
+def test_k_of_n_confirmation(base):
+    t, x = base
+    x = list(x)
+    i = 5 * 288
+    x[i] += 9.0           # a lone spike
+    x[i + 100] += 9.0     # two bad points out of three
+    x[i + 102] += 9.0
+    res = run(x, t, confirm_k=2, confirm_n=3)
+    assert not res[i].anomaly
+    assert res[i + 102].anomaly and res[i + 102].event
+
+
+def test_state_round_trip_gives_identical_decisions(base):
+    t, x = base
+    det = Detector(DetectorSettings(periods=(DAY,)))
+    a = det.new_state()
+    for p, v in zip(t[:1000], x[:1000]):
+        if det.update(a, p, v).refit_due:
+            det.refit(a)
+    blob = a.to_bytes()
+    b = SeriesState.from_bytes(blob)
+    assert len(blob) < 100_000
+    for p, v in zip(t[1000:], x[1000:]):
+        ra, rb = det.update(a, p, v + (9 if p == t[1500] else 0)), det.update(b, p, v + (9 if p == t[1500] else 0))
+        assert (ra.score, ra.anomaly, ra.type, ra.expected) == (rb.score, rb.anomaly, rb.type, rb.expected)
+        if ra.refit_due:
+            det.refit(a)
+            det.refit(b)
+
+
+def test_causal_scores_do_not_change_with_later_points(base):
+    t, x = base
+    full = run(x, t)
+    prefix = run(x[:1200], t[:1200])
+    for a, b in zip(prefix, full[:1200]):
+        assert a.score == b.score and a.anomaly == b.anomaly
+    assert math.isfinite(full[-1].score)
