@@ -17,7 +17,7 @@ from harewatch.errors import BrokerUnreachable
 class Management:
     """Thin wrapper over ``/api``; ``url`` may carry credentials (``http://user:pw@host:15672``)."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
         parts = urllib.parse.urlsplit(url)
         self.auth = (urllib.parse.unquote(parts.username or "guest"),
                      urllib.parse.unquote(parts.password or "guest"))

@@ -56,9 +56,12 @@ def session_vhost(vhost_factory: Callable[[str], str]) -> str:
 
 
 @pytest.fixture
-def vhost(vhost_factory: Callable[[str], str]) -> str:
-    """A vhost of this test's own."""
-    return vhost_factory("f")
+def vhost(mgmt: Management) -> Iterator[str]:
+    """A vhost of this test's own, deleted when the test ends."""
+    name = f"harewatch-test-f-{uuid.uuid4().hex[:8]}"
+    mgmt.create_vhost(name, description="harewatch test (deleted after)")
+    yield name
+    mgmt.delete_vhost(name)
 
 
 @pytest.fixture(scope="session")
