@@ -192,7 +192,10 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
 
     add(Queue(n.readings_invalid, durable=True, bindings=[binding(ex_invalid)],
               queue_arguments=quorum_args("Invalid readings, reason in header x-harewatch-reason; inspect, fix the producer")))
-    detect_args = dict(dlx=n.readings_invalid, delivery_limit=DELIVERY_LIMIT_DETECT)
+    # one active consumer per detect queue keeps each series' points in order (DESIGN §3);
+    # more workers on a queue are hot standbys that take over at once
+    detect_args = dict(dlx=n.readings_invalid, delivery_limit=DELIVERY_LIMIT_DETECT,
+                       **{"x-single-active-consumer": True})
     for base in sorted(metric_queues):
         metrics = sorted(metric_queues[base])
         qname = n.detect_queue(base)

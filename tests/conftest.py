@@ -97,19 +97,23 @@ def pika_channel(settings: Settings) -> Iterator[Any]:
 
 
 def get_all(channel: Any, queue: str, expect: int | None = None, timeout: float = 5.0) -> list[tuple[Any, Any, bytes]]:
-    """Every message now in ``queue`` (acked), waiting up to ``timeout`` for ``expect`` of them."""
+    """Every message now in ``queue`` (consumed and acked), waiting up to ``timeout`` for ``expect`` of them.
+
+    Uses a consumer rather than basic.get, which quorum queues with a single
+    active consumer refuse.
+    """
     import time
-    out = []
+    out: list[tuple[Any, Any, bytes]] = []
     deadline = time.monotonic() + timeout
-    while True:
-        method, props, body = channel.basic_get(queue, auto_ack=False)
+    for method, props, body in channel.consume(queue, auto_ack=False, inactivity_timeout=0.3):
         if method is None:
             if expect is None or len(out) >= expect or time.monotonic() > deadline:
-                return out
-            time.sleep(0.05)
+                break
             continue
         channel.basic_ack(method.delivery_tag)
         out.append((method, props, body))
+    channel.cancel()
+    return out
 
 
 @pytest.fixture

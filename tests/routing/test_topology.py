@@ -57,7 +57,7 @@ def test_rejected_notification_is_dead_lettered_with_origin(topo, pika_channel):
     publish(pika_channel, "alerts", "slack.payments.spike.critical", b"boom")
     method, _, _ = pika_channel.basic_get("notify.slack")
     assert method is not None
-    pika_channel.basic_reject(method.delivery_tag, requeue=False)
+    pika_channel.basic_reject(method.delivery_tag, requeue=False)  # notify queues allow basic.get
     [(m, props, body)] = get_all(pika_channel, "notify.slack.dlq", expect=1)
     assert body == b"boom"
     death = props.headers["x-death"][0]

@@ -29,13 +29,8 @@ def run_series(det: Detector, ts: Sequence[float], values: Sequence[float], miss
                     r.anomaly, r.type, r.event, r.severity = True, "missing_data", True, "warning"
                     r.at = min(fired, t)
                 out.append(r)
-                if r.refit_due:
-                    det.refit(st)
                 continue
-        r = det.update(st, t, v)
-        if r.refit_due:
-            det.refit(st)
-        out.append(r)
+        out.append(det.update(st, t, v))   # refits happen inside, exactly as in the workers
     return out
 
 

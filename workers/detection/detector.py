@@ -36,6 +36,7 @@ VC_WINDOW = 30            # points that show a variance change
 HIST_CYCLES = 3           # cycles of the longest period kept for refits
 RECENT = 64               # raw points kept (duplicates, level re-estimation, charts)
 SIGMA_FROM_ABS = 1.2533   # E|N(0,1)| = 0.798 -> sigma = mean abs / 0.798
+NOT_READY = object()      # no prepared fit: the detector fits inline when one is due
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,8 @@ class SeriesState:
     method: str = "median_mad"
     fitted_at: float | None = None
     refit_at: float | None = None
+    fit_req: float | None = None     # event time a refit was asked for
+    fit_upto: int = 0                # ... on the history before this bucket
     # bucketed history (bucket means; NaN for gaps)
     hist: array = field(default_factory=lambda: array("f"))
     hist_first: int = 0
@@ -273,8 +276,8 @@ class Detector:
         return np.asarray(st.hist, dtype=np.float64), st.hist_first
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self, st: SeriesState) -> Fit | None:
-        """A new seasonal model from the state's history (pure; safe to run elsewhere).
+    def fit(self, st: SeriesState, upto: int | None = None) -> Fit | None:
+        """A new seasonal model from the state's history before bucket ``upto`` (pure; safe to run elsewhere).
 
         None when the series shows (or is configured with) no seasonality, or
         there is not yet a cycle of history.
@@ -282,6 +285,10 @@ class Detector:
         if not st.bucket or not st.hist:
             return None
         x, first = self.history(st)
+        if upto is not None and upto - first < len(x):
+            x = x[:max(0, upto - first)]
+        if not len(x):
+            return None
         periods = self.s.periods
         if periods is None:
             periods = infer_periods(x, st.bucket)
@@ -312,6 +319,7 @@ class Detector:
             else:
                 st.level = fit.trend_end
         st.fitted_at = st.last_ts
+        st.fit_req = None
         every = self._refit_every(st)
         if fit is None or fit.method == "seasonal_naive":
             # not the full model yet: look again soon, as history grows
@@ -331,8 +339,18 @@ class Detector:
         return max(min(periods), 3600.0)
 
     # -- the hot path ------------------------------------------------------------------
-    def update(self, st: SeriesState, ts: float, x: float) -> PointResult:
-        """Score one point, then learn from it. Never raises on odd input order."""
+    def fit_grace(self, st: SeriesState) -> float:
+        """Event time between asking for a refit and installing it (room for it to run elsewhere)."""
+        return 10 * (st.interval or 60.0)
+
+    def update(self, st: SeriesState, ts: float, x: float, prepared: Any = NOT_READY) -> PointResult:
+        """Score one point, then learn from it. Never raises on odd input order.
+
+        When ``res.refit_due`` is set, a new model is wanted: compute it with
+        ``fit(state, state.fit_upto)`` anywhere and hand it back as ``prepared``
+        on a later call; if it is not there by :meth:`fit_grace` of event
+        time, the detector fits inline.
+        """
         s = self.s
         last = st.last_ts
         res = PointResult(ts, x)
@@ -368,6 +386,11 @@ class Detector:
         if st.all_int and x != int(x):
             st.all_int = False
 
+        if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
+            # the new model takes over at a fixed event time, whoever computed it, so a
+            # worker, a restarted worker and a backtest all decide alike
+            fit = prepared if prepared is not NOT_READY else self.fit(st, st.fit_upto)
+            self.apply_fit(st, fit)
         self._score(st, res, ts, x, learn=True)
 
         st.n += 1
@@ -388,7 +411,8 @@ class Detector:
             # history stays in the frame before any detected level shift, so a shifted
             # stretch does not bend the seasonal fit (the level comes from raw points)
             self._add_history(st, ts, hv - st.shift_acc)
-        if st.refit_at is not None and ts >= st.refit_at:
+        if st.fit_req is None and st.refit_at is not None and ts >= st.refit_at:
+            st.fit_req, st.fit_upto = ts, st.cur_bucket
             res.refit_due = True
         return res
 

@@ -25,6 +25,14 @@ class Fit:
     resid_scale: float        # robust scale of bucket residuals (informational)
 
 
+def trim_nans(history: np.ndarray, first_bucket: int) -> tuple[np.ndarray, int]:
+    """Drop leading and trailing gaps: extrapolating over them would invent a shape."""
+    good = np.flatnonzero(~np.isnan(history))
+    if not len(good):
+        return history[:0], first_bucket
+    return history[good[0]:good[-1] + 1], first_bucket + int(good[0])
+
+
 def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
     trend = int(math.ceil(1.5 * period / (1 - 1.5 / seasonal)))
     trend += trend % 2 == 0
@@ -40,6 +48,7 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
     """
     from statsmodels.tsa.seasonal import MSTL, STL
 
+    history, first_bucket = trim_nans(history, first_bucket)
     n = len(history)
     usable = [p for p in sorted(periods) if n >= 2 * int(round(p / bucket))
               and np.count_nonzero(~np.isnan(history[-2 * int(round(p / bucket)):])) >= 1.2 * round(p / bucket)]
@@ -76,6 +85,7 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
 def seasonal_naive(history: np.ndarray, first_bucket: int, bucket: float, period: float) -> Fit | None:
     """With one to two cycles of history: the last cycle, lightly smoothed, as the profile."""
     lag = int(round(period / bucket))
+    history, first_bucket = trim_nans(history, first_bucket)
     n = len(history)
     if n < lag or np.count_nonzero(~np.isnan(history[-lag:])) < 0.8 * lag:
         return None

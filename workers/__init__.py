@@ -1,0 +1,10 @@
+"""harewatch's Celery workers: ``celery -A workers worker --detect all`` (see ``harewatch worker``).
+
+Importing this package builds the Celery app from the environment and
+registers the bootsteps (detection consumer) and tasks.
+"""
+from workers.celery_app import app
+
+from workers import detect, tasks  # noqa: E402,F401  (register bootsteps and tasks)
+
+__all__ = ["app"]

@@ -1,0 +1,100 @@
+"""The Celery app, configured for RabbitMQ the way harewatch runs in production.
+
+Quorum queues (declared from the topology module, so Celery never redeclares
+them differently), late acks with reject-on-worker-lost, prefetch 1 for
+tasks, no result backend, publisher confirms, endless broker reconnection,
+no remote-control or event queues, Sentry when ``SENTRY_DSN`` is set.
+"""
+from __future__ import annotations
+
+import logging
+
+import click
+from celery import Celery
+from celery.signals import worker_process_init
+
+from harewatch.settings import Settings, load_settings
+
+log = logging.getLogger("harewatch")
+
+
+def _no_native_delayed_delivery() -> None:
+    """harewatch never uses Celery ETA/countdown (retry delays live in its own notify.retry.* queues),
+    so Celery's native delayed delivery, which would add 28 celery_delayed_* queues, stays off."""
+    from celery.worker.consumer.delayed_delivery import DelayedDelivery
+
+    DelayedDelivery.include_if = lambda self, c: False  # type: ignore[method-assign]
+
+
+def make_app(settings: Settings | None = None) -> Celery:
+    settings = settings or load_settings()
+    _no_native_delayed_delivery()
+    from routing.topology import Names, quorum_args
+    from kombu import Queue
+
+    names = Names(settings.prefix)
+    tasks_q = Queue(names.tasks, durable=True, queue_arguments=quorum_args(
+        "harewatch internal tasks: model refits, missing-data checks, router flushes"))
+    app = Celery("harewatch")
+    url = settings.amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
+    app.conf.update(
+        broker_url=url,
+        broker_use_ssl=settings.ssl_context() is not None and {"cert_reqs": 2 if settings.amqp_verify else 0,
+                                                               "ca_certs": settings.amqp_ca_file or None,
+                                                               "certfile": settings.amqp_cert_file or None,
+                                                               "keyfile": settings.amqp_key_file or None},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_heartbeat=30,
+        broker_transport_options={"confirm_publish": True},
+        broker_pool_limit=4,
+        task_default_queue=names.tasks,
+        task_default_exchange="",
+        task_default_routing_key=names.tasks,
+        task_queues=[tasks_q],
+        task_create_missing_queues=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_serializer="json",
+        accept_content=["json"],
+        result_backend=None,
+        worker_prefetch_multiplier=1,
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        worker_detect_quorum_queues=True,
+        beat_schedule={
+            "missing-data": {"task": "harewatch.check_missing", "schedule": 30.0},
+        },
+        timezone="UTC",
+    )
+    app.harewatch_settings = settings  # type: ignore[attr-defined]
+    app.harewatch_names = names  # type: ignore[attr-defined]
+    _sentry(settings)
+    for opt in (click.Option(["--detect"], default=None,
+                             help="harewatch: consume these metrics' detect queues (comma list, 'all', 'default')."),
+                click.Option(["--route"], is_flag=True, default=False,
+                             help="harewatch: run the router on alerts.route.")):
+        app.user_options["worker"].add(opt)
+    return app
+
+
+def _sentry(settings: Settings) -> None:
+    if not settings.sentry_dsn:
+        return
+    import sentry_sdk
+    from sentry_sdk.integrations.celery import CeleryIntegration
+
+    sentry_sdk.init(dsn=settings.sentry_dsn, integrations=[CeleryIntegration(monitor_beat_tasks=True)],
+                    send_default_pii=False)
+
+
+@worker_process_init.connect
+def _child_sentry(**_: object) -> None:  # prefork children need their own client
+    _sentry(load_settings())
+
+
+app = make_app()

@@ -1,0 +1,233 @@
+"""The detection consumer: a Celery consumer bootstep on the ``detect.<metric>`` queues.
+
+Readings are plain AMQP messages from any client, not Celery task messages,
+so they are consumed by a bootstep (the documented way to consume other
+messages inside a Celery worker).  Messages are buffered for a few
+milliseconds, scored as a batch, anomalies and invalid messages are published
+with publisher confirms, series states are written to Redis, and only then
+is the batch acknowledged (``basic.ack`` multiple).  A crash at any point
+leaves the batch unacknowledged, so the broker redelivers it; duplicates are
+recognised by the detector.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from celery import bootsteps
+from kombu import Consumer, Producer
+
+from harewatch.messages import AnomalyEvent
+from workers import runtime
+from workers.celery_app import app
+from workers.engine import Engine, InMessage, Invalid
+
+log = logging.getLogger("harewatch.detect")
+
+FLUSH_INTERVAL = 0.05     # seconds a message may wait for its batch
+MAX_BATCH = 400           # messages per batch (and the consumer's prefetch)
+
+
+def select_queues(cfg: Any, prefix: str, which: str) -> list[Any]:
+    """The kombu Queue values of the detect queues named by ``which`` (comma list of metrics, 'all')."""
+    from routing.topology import topology_from_config
+
+    topo = topology_from_config(cfg, prefix)
+    wanted = {w.strip() for w in which.split(",") if w.strip()}
+    names = topo.names
+    out = []
+    for q in topo.queues:
+        if not q.name.startswith(names.p("detect.")):
+            continue
+        if "all" in wanted:
+            out.append(q)
+            continue
+        metrics = {b.routing_key.removesuffix(".#") for b in q.bindings}
+        if q.name == names.detect_default and "default" in wanted:
+            out.append(q)
+        elif metrics & wanted or q.name.removeprefix(names.p("detect.")) in wanted:
+            out.append(q)
+    unknown = wanted - {"all", "default"} - {m for q in out for m in
+                                             (b.routing_key.removesuffix(".#") for b in q.bindings)}
+    unknown -= {q.name.removeprefix(names.p("detect.")) for q in out}
+    if unknown:
+        raise ValueError(f"no detect queue for metric(s) {sorted(unknown)}; configured: "
+                         f"{sorted(cfg.metrics)} (others go to detect.default)")
+    return out
+
+
+class Publisher:
+    """Confirmed publishes of anomaly events and invalid readings on a connection of its own."""
+
+    def __init__(self, celery_app: Any) -> None:
+        self.conn = celery_app.connection_for_write()
+        self.names = runtime.names()
+        self.producer: Producer | None = None
+
+    def _producer(self) -> Producer:
+        if self.producer is None:
+            self.conn.ensure_connection(max_retries=3)
+            self.producer = Producer(self.conn.channel())
+        return self.producer
+
+    def publish(self, body: bytes | str, exchange: str, routing_key: str, **props: Any) -> None:
+        try:
+            self._producer().publish(body, exchange=exchange, routing_key=routing_key, delivery_mode=2,
+                                     serializer=None, **props)
+        except Exception:
+            self.close()
+            raise
+
+    def events(self, events: list[AnomalyEvent]) -> None:
+        for ev in events:
+            self.publish(ev.to_json(), self.names.anomalies, ev.routing_key(), content_type="application/json",
+                         content_encoding="utf-8", message_id=ev.id, headers={"x-harewatch-schema": ev.schema})
+
+    def invalid(self, items: list[Invalid], queue: str = "") -> None:
+        for it in items:
+            m, e = it.message, it.error
+            headers = dict(m.headers or {})
+            headers.update({"x-harewatch-reason": e.reason, "x-harewatch-error": str(e)[:1000],
+                            "x-original-exchange": m.exchange, "x-original-routing-key": m.routing_key,
+                            "x-harewatch-queue": queue})
+            if e.line is not None:
+                headers["x-harewatch-line"] = e.line
+            if e.field:
+                headers["x-harewatch-field"] = e.field
+            self.publish(m.body, self.names.readings_invalid, m.routing_key,
+                         content_type=m.content_type or "application/octet-stream", content_encoding="binary",
+                         headers=headers)
+
+    def close(self) -> None:
+        try:
+            self.conn.release()
+        except Exception:  # noqa: BLE001
+            pass
+        self.conn = app.connection_for_write()
+        self.producer = None
+
+
+class DetectConsumer(bootsteps.ConsumerStep):
+    """``--detect METRICS``: consume those detect queues in this worker."""
+
+    name = "harewatch.detect"
+
+    def __init__(self, parent: Any, detect: str | None = None, **kwargs: Any) -> None:
+        self.which = detect
+        self.enabled = bool(detect)
+        self.buffer: list[Any] = []
+        self.first_at = 0.0
+        self.engine: Engine | None = None
+        self.out: Publisher | None = None
+        self.tref: Any = None
+        self.retry_at = 0.0
+        self.stats = {"readings": 0, "invalid": 0, "anomalies": 0, "batches": 0}
+        super().__init__(parent, **kwargs)
+
+    def get_consumers(self, channel: Any) -> list[Consumer]:
+        cfg = runtime.config()
+        queues = select_queues(cfg, runtime.settings().prefix, self.which or "all")
+        if self.engine is None:
+            self.engine = Engine(cfg, runtime.store())
+        self.engine.reset()         # we may have lost single-active-consumer status meanwhile
+        self.buffer = []
+        if self.out is None:
+            self.out = Publisher(app)
+        log.info("detection consuming %s", ", ".join(q.name for q in queues))
+        return [Consumer(channel, queues=queues, on_message=self.on_message, prefetch_count=MAX_BATCH,
+                         no_ack=False, auto_declare=True)]
+
+    def start(self, c: Any) -> None:
+        super().start(c)
+        self.tref = c.timer.call_repeatedly(FLUSH_INTERVAL, self.flush)
+
+    def stop(self, c: Any) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - unacked messages will be redelivered
+            log.exception("final flush failed")
+        super().stop(c)
+
+    def on_message(self, message: Any) -> None:
+        if not self.buffer:
+            self.first_at = time.monotonic()
+        self.buffer.append(message)
+        if len(self.buffer) >= MAX_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer or time.monotonic() < self.retry_at:
+            return
+        batch, self.buffer = self.buffer, []
+        try:
+            self._handle(batch)
+            self.retry_at = 0.0
+        except (redis.RedisError, OSError, ConnectionError) as exc:
+            # Redis or the broker is away: keep the batch unacked and try again shortly
+            log.warning("batch of %d deferred: %s", len(batch), exc)
+            self.buffer = batch + self.buffer
+            self.retry_at = time.monotonic() + 1.0
+            if self.engine:
+                self.engine.reset()
+
+    def _handle(self, batch: list[Any]) -> None:
+        assert self.engine is not None and self.out is not None
+        msgs = [self._in(m) for m in batch]
+        try:
+            res = self.engine.process(msgs)
+        except (redis.RedisError, OSError, ConnectionError):
+            raise
+        except Exception:  # noqa: BLE001 - isolate the message that breaks the engine
+            log.exception("batch failed; scoring its messages one by one")
+            self.engine.reset()
+            res = None
+            from workers.engine import BatchResult
+            from harewatch.errors import InvalidInput
+            res = BatchResult()
+            for m in msgs:
+                try:
+                    one = self.engine.process([m])
+                except (redis.RedisError, OSError, ConnectionError):
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    self.engine.reset()
+                    res.invalid.append(Invalid(m, InvalidInput(f"internal error while scoring: {exc!r}", "internal")))
+                    continue
+                res.events += one.events
+                res.invalid += one.invalid
+                res.refits += one.refits
+                res.readings += one.readings
+        queue = batch[0].delivery_info.get("routing_key", "") if batch else ""
+        self.out.invalid(res.invalid, queue)
+        self.out.events(res.events)
+        self.engine.persist()
+        for fp, metric, upto in res.refits:
+            app.send_task("harewatch.refit", args=[fp, metric, upto])
+        batch[-1].channel.basic_ack(batch[-1].delivery_tag, multiple=True)
+        for m in batch:
+            m._state = "ACK"
+        self.stats["readings"] += res.readings
+        self.stats["invalid"] += len(res.invalid)
+        self.stats["anomalies"] += len(res.events)
+        self.stats["batches"] += 1
+        from workers import metrics
+        metrics.record_batch(res, time.monotonic() - self.first_at if self.first_at else 0.0)
+
+    @staticmethod
+    def _in(m: Any) -> InMessage:
+        props = m.properties or {}
+        ts = props.get("timestamp")
+        if hasattr(ts, "timestamp"):
+            ts = ts.timestamp()
+        di = m.delivery_info or {}
+        return InMessage(body=m.body if isinstance(m.body, bytes) else bytes(m.body), content_type=m.content_type,
+                         timestamp=float(ts) if ts else None, routing_key=di.get("routing_key", ""),
+                         exchange=di.get("exchange", ""), headers=m.headers or {}, tag=m.delivery_tag)
+
+
+app.steps["consumer"].add(DetectConsumer)

@@ -1,0 +1,224 @@
+"""The detection engine: raw reading messages in, anomaly events, invalid messages and state writes out.
+
+Broker-free so it can be tested and benchmarked alone; the Celery bootstep
+in :mod:`workers.detect` feeds it batches and does the publishing and acking.
+States are cached in memory while this worker is the queue's (single) active
+consumer and written to Redis before the batch is acknowledged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from harewatch.errors import InvalidInput
+from harewatch.messages import AnomalyEvent, Reading
+from producers.formats import parse_body
+from routing.ownership import rules_from_config, team_for
+from workers.detection import Detector, DetectorSettings
+from workers.detection.detector import PointResult, SeriesState
+from workers.store import StateStore
+
+log = logging.getLogger("harewatch.detect")
+
+
+@dataclass
+class InMessage:
+    """One delivered reading message, as the engine needs it."""
+
+    body: bytes
+    content_type: str | None = None
+    timestamp: float | None = None
+    routing_key: str = ""
+    exchange: str = ""
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    tag: Any = None
+
+
+@dataclass
+class Invalid:
+    message: InMessage
+    error: InvalidInput
+
+
+@dataclass
+class BatchResult:
+    events: list[AnomalyEvent] = field(default_factory=list)
+    invalid: list[Invalid] = field(default_factory=list)
+    refits: list[tuple[str, str, int]] = field(default_factory=list)
+    readings: int = 0
+    scored: int = 0
+    duplicates: int = 0
+    late: int = 0
+
+
+class Engine:
+    """Scores batches of reading messages against per-series state."""
+
+    def __init__(self, config: Any, store: StateStore, clock: Callable[[], float] = time.time,
+                 cache_size: int = 50_000, check_time_bounds: bool = True) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.cache: OrderedDict[str, SeriesState] = OrderedDict()
+        self.cache_size = cache_size
+        self.detectors: dict[str, Detector] = {}
+        self.rules = rules_from_config(getattr(config, "raw", {}) or {})
+        self.dirty: set[str] = set()
+        self.last_seen: dict[str, float] = {}
+        self.new_meta: dict[str, str] = {}
+        self.known_meta: set[str] = set()
+        self.check_time_bounds = check_time_bounds
+
+    def detector(self, metric: str) -> Detector:
+        d = self.detectors.get(metric)
+        if d is None:
+            d = self.detectors[metric] = Detector(DetectorSettings.from_metric(self.config.metric(metric)))
+        return d
+
+    def reset(self) -> None:
+        """Forget cached states (another consumer may have moved them on in Redis)."""
+        self.cache.clear()
+        self.dirty.clear()
+        self.last_seen.clear()
+        self.new_meta.clear()
+
+    # -- parsing ------------------------------------------------------------------
+    def parse(self, msgs: list[InMessage], out: BatchResult) -> list[Reading]:
+        now = self.clock()
+        readings: list[Reading] = []
+        for m in msgs:
+            try:
+                got = parse_body(m.body, m.content_type, default_ts=m.timestamp or now,
+                                 now=now if self.check_time_bounds else None)
+            except InvalidInput as exc:
+                out.invalid.append(Invalid(m, exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a parser bug must not crash the worker
+                out.invalid.append(Invalid(m, InvalidInput(f"internal error while parsing: {exc!r}", "internal")))
+                continue
+            readings.extend(got)
+        out.readings += len(readings)
+        return readings
+
+    # -- scoring ------------------------------------------------------------------
+    def process(self, msgs: list[InMessage]) -> BatchResult:
+        """Parse and score one batch. States change in memory; call :meth:`persist` before acking."""
+        out = BatchResult()
+        readings = self.parse(msgs, out)
+        by_series: dict[str, list[Reading]] = defaultdict(list)
+        for r in readings:
+            by_series[r.fingerprint].append(r)
+        self._load([fp for fp in by_series if fp not in self.cache])
+        fits = self._ready_fits(by_series)
+        for fp, rs in by_series.items():
+            first = rs[0]
+            det = self.detector(first.metric)
+            st = self.cache.get(fp)
+            if st is None:
+                st = det.new_state()
+                self.cache[fp] = st
+            else:
+                self.cache.move_to_end(fp)
+            if fp not in self.known_meta:
+                self.new_meta[fp] = json.dumps({"metric": first.metric, "labels": dict(first.labels)})
+                self.known_meta.add(fp)
+            rs.sort(key=lambda r: r.ts)
+            for r in rs:
+                if st.fit_req is not None and fp in fits and r.ts >= st.fit_req + det.fit_grace(st):
+                    res = det.update(st, r.ts, r.value, prepared=fits.pop(fp))
+                else:
+                    res = det.update(st, r.ts, r.value)
+                if res.status == "duplicate":
+                    out.duplicates += 1
+                    continue
+                if res.status == "late":
+                    out.late += 1
+                    continue
+                out.scored += 1
+                if res.event:
+                    out.events.append(self.event(r.metric, r.labels, fp, det, st, res))
+                if res.refit_due:
+                    # computed by a Celery task meanwhile, or inline when due if the task is late
+                    out.refits.append((fp, r.metric, st.fit_upto))
+            self.dirty.add(fp)
+            if st.last_ts is not None:
+                self.last_seen[fp] = st.last_ts
+        while len(self.cache) > self.cache_size:
+            fp, _ = self.cache.popitem(last=False)
+            if fp in self.dirty:  # never evict unsaved work: put it back and stop
+                self.cache[fp] = _
+                self.cache.move_to_end(fp, last=False)
+                break
+        return out
+
+    def event(self, metric: str, labels: Mapping[str, str], fp: str, det: Detector, st: SeriesState,
+              res: PointResult) -> AnomalyEvent:
+        return AnomalyEvent(
+            series=fp, metric=metric, labels=dict(labels), type=res.type or "spike", severity=res.severity or "warning",
+            ts=res.ts, value=res.value, expected=res.expected, lower=res.lower, upper=res.upper,
+            score=round(abs(res.score), 3), team=team_for(metric, labels, self.rules), confidence=res.confidence,
+            model=det.model_info(st), window=det.window(st))
+
+    def persist(self) -> None:
+        """Write every state changed since the last persist (one Redis round trip)."""
+        if not self.dirty and not self.new_meta:
+            return
+        blobs = {fp: self.cache[fp].to_bytes() for fp in self.dirty if fp in self.cache}
+        self.store.save(blobs, self.last_seen, self.new_meta, clear_missing=self.dirty)
+        self.dirty.clear()
+        self.last_seen.clear()
+        self.new_meta.clear()
+
+    def _load(self, fps: list[str]) -> None:
+        for fp, blob in self.store.get_states(fps).items():
+            try:
+                self.cache[fp] = SeriesState.from_bytes(blob)
+                self.known_meta.add(fp)
+            except Exception:  # noqa: BLE001 - a corrupt state starts afresh rather than wedging the series
+                log.exception("discarding unreadable state of series %s", fp)
+
+    def _ready_fits(self, by_series: Mapping[str, list[Reading]]) -> dict[str, Any]:
+        """Fits computed elsewhere for series whose refit falls due within this batch."""
+        wanted = {}
+        for fp, rs in by_series.items():
+            st = self.cache.get(fp)
+            if st is not None and st.fit_req is not None:
+                det = self.detector(rs[0].metric)
+                if max(r.ts for r in rs) >= st.fit_req + det.fit_grace(st):
+                    wanted[fp] = st.fit_upto
+        return self.store.take_fits(wanted)
+
+    # -- time-driven ----------------------------------------------------------------
+    def missing(self, now: float | None = None, horizon: float = 86400.0) -> list[AnomalyEvent]:
+        """``missing_data`` events for series silent past their limit (each silence once)."""
+        now = self.clock() if now is None else now
+        out = []
+        for fp in self.store.stale_series(now - 60.0, now - horizon):
+            meta = self.store.meta(fp)
+            if meta is None:
+                continue
+            det = self.detector(meta["metric"])
+            blob = self.store.get_states([fp]).get(fp)
+            if blob is None:
+                continue
+            st = SeriesState.from_bytes(blob)
+            res = det.missing_due(st, now)
+            if res is not None and self.store.mark_missing(fp):
+                out.append(self.event(meta["metric"], meta["labels"], fp, det, st, res))
+        return out
+
+
+def refit_series(config: Any, store: StateStore, fp: str, metric: str, upto: int) -> str:
+    """Compute a new model for one series from its stored history before bucket ``upto``
+    (the Celery refit task's body)."""
+    blob = store.get_states([fp]).get(fp)
+    if blob is None:
+        return "no state"
+    det = Detector(DetectorSettings.from_metric(config.metric(metric)))
+    fit = det.fit(SeriesState.from_bytes(blob), upto)
+    store.put_fit(fp, upto, fit)
+    return fit.method if fit else "non-seasonal"
