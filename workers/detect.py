@@ -26,8 +26,10 @@ from workers.engine import Engine, InMessage, Invalid
 
 log = logging.getLogger("harewatch.detect")
 
-FLUSH_INTERVAL = 0.05     # seconds a message may wait for its batch
-MAX_BATCH = 400           # messages per batch (and the consumer's prefetch)
+FLUSH_INTERVAL = 0.05     # seconds a message may wait to be scored
+MAX_BATCH = 400           # messages scored together
+CHECKPOINT = 0.5          # seconds between state writes + acks (anomalies go out before, at once)
+PREFETCH = 1200           # unacked messages the broker lets this consumer hold
 
 
 def select_queues(cfg: Any, prefix: str, which: str) -> list[Any]:
@@ -118,6 +120,9 @@ class DetectConsumer(bootsteps.ConsumerStep):
         self.which = detect
         self.enabled = bool(detect)
         self.buffer: list[Any] = []
+        self.unacked: list[Any] = []          # scored, anomalies published, state not yet saved
+        self.refits: list[tuple[str, str, int]] = []
+        self.last_checkpoint = time.monotonic()
         self.first_at = 0.0
         self.engine: Engine | None = None
         self.out: Publisher | None = None
@@ -132,11 +137,11 @@ class DetectConsumer(bootsteps.ConsumerStep):
         if self.engine is None:
             self.engine = Engine(cfg, runtime.store())
         self.engine.reset()         # we may have lost single-active-consumer status meanwhile
-        self.buffer = []
+        self.buffer, self.unacked, self.refits = [], [], []
         if self.out is None:
             self.out = Publisher(app)
         log.info("detection consuming %s", ", ".join(q.name for q in queues))
-        return [Consumer(channel, queues=queues, on_message=self.on_message, prefetch_count=MAX_BATCH,
+        return [Consumer(channel, queues=queues, on_message=self.on_message, prefetch_count=PREFETCH,
                          no_ack=False, auto_declare=True)]
 
     def start(self, c: Any) -> None:
@@ -149,6 +154,8 @@ class DetectConsumer(bootsteps.ConsumerStep):
             self.tref = None
         try:
             self.flush()
+            if self.unacked:
+                self.checkpoint()
         except Exception:  # noqa: BLE001 - unacked messages will be redelivered
             log.exception("final flush failed")
         super().stop(c)
@@ -161,62 +168,84 @@ class DetectConsumer(bootsteps.ConsumerStep):
             self.flush()
 
     def flush(self) -> None:
-        if not self.buffer or time.monotonic() < self.retry_at:
+        """Score what is buffered; every CHECKPOINT, save states and ack (the timer calls this)."""
+        if time.monotonic() < self.retry_at:
             return
-        batch, self.buffer = self.buffer, []
         try:
-            self._handle(batch)
+            if self.buffer:
+                batch, self.buffer = self.buffer, []
+                self.unacked.extend(batch)
+                self._score(batch)
+            if self.unacked and (time.monotonic() - self.last_checkpoint >= CHECKPOINT
+                                 or len(self.unacked) >= PREFETCH * 0.6):
+                self.checkpoint()
             self.retry_at = 0.0
         except (redis.RedisError, OSError, ConnectionError) as exc:
-            # Redis or the broker is away: keep the batch unacked and try again shortly
-            log.warning("batch of %d deferred: %s", len(batch), exc)
-            self.buffer = batch + self.buffer
+            # Redis or the broker is away: nothing unsaved is acked; score it all again shortly
+            log.warning("%d messages deferred: %s", len(self.unacked), exc)
+            self.buffer = self.unacked + self.buffer
+            self.unacked, self.refits = [], []
             self.retry_at = time.monotonic() + 1.0
             if self.engine:
                 self.engine.reset()
 
-    def _handle(self, batch: list[Any]) -> None:
+    def checkpoint(self) -> None:
+        """Save every changed state, ask for refits, then ack all scored messages at once."""
+        assert self.engine is not None
+        self.engine.persist()
+        for fp, metric, upto in self.refits:
+            app.send_task("harewatch.refit", args=[fp, metric, upto])
+        self.refits = []
+        last = self.unacked[-1]
+        last.channel.basic_ack(last.delivery_tag, multiple=True)
+        for m in self.unacked:
+            m._state = "ACK"
+        self.unacked = []
+        self.last_checkpoint = time.monotonic()
+
+    def _score(self, batch: list[Any]) -> None:
         assert self.engine is not None and self.out is not None
+        t0 = time.monotonic()
         msgs = [self._in(m) for m in batch]
         try:
             res = self.engine.process(msgs)
         except (redis.RedisError, OSError, ConnectionError):
             raise
         except Exception:  # noqa: BLE001 - isolate the message that breaks the engine
-            log.exception("batch failed; scoring its messages one by one")
+            log.exception("batch failed; scoring the unsaved messages again one by one")
+            # states may be half-updated: start again from what is saved, with every unsaved message
             self.engine.reset()
-            res = None
-            from workers.engine import BatchResult
-            from harewatch.errors import InvalidInput
-            res = BatchResult()
-            for m in msgs:
-                try:
-                    one = self.engine.process([m])
-                except (redis.RedisError, OSError, ConnectionError):
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    self.engine.reset()
-                    res.invalid.append(Invalid(m, InvalidInput(f"internal error while scoring: {exc!r}", "internal")))
-                    continue
-                res.events += one.events
-                res.invalid += one.invalid
-                res.refits += one.refits
-                res.readings += one.readings
+            res = self._one_by_one([self._in(m) for m in self.unacked])
         queue = batch[0].delivery_info.get("routing_key", "") if batch else ""
         self.out.invalid(res.invalid, queue)
         self.out.events(res.events)
-        self.engine.persist()
-        for fp, metric, upto in res.refits:
-            app.send_task("harewatch.refit", args=[fp, metric, upto])
-        batch[-1].channel.basic_ack(batch[-1].delivery_tag, multiple=True)
-        for m in batch:
-            m._state = "ACK"
+        self.refits.extend(res.refits)
         self.stats["readings"] += res.readings
         self.stats["invalid"] += len(res.invalid)
         self.stats["anomalies"] += len(res.events)
         self.stats["batches"] += 1
         from workers import metrics
-        metrics.record_batch(res, time.monotonic() - self.first_at if self.first_at else 0.0)
+        metrics.record_batch(res, time.monotonic() - t0)
+
+    def _one_by_one(self, msgs: list[InMessage]) -> Any:
+        from harewatch.errors import InvalidInput
+        from workers.engine import BatchResult
+
+        assert self.engine is not None
+        res = BatchResult()
+        for m in msgs:
+            try:
+                one = self.engine.process([m])
+            except (redis.RedisError, OSError, ConnectionError):
+                raise
+            except Exception as exc:  # noqa: BLE001
+                res.invalid.append(Invalid(m, InvalidInput(f"internal error while scoring: {exc!r}", "internal")))
+                continue
+            res.events += one.events
+            res.invalid += one.invalid
+            res.refits += one.refits
+            res.readings += one.readings
+        return res
 
     @staticmethod
     def _in(m: Any) -> InMessage:

@@ -72,6 +72,7 @@ class Engine:
         self.new_meta: dict[str, str] = {}
         self.known_meta: set[str] = set()
         self.check_time_bounds = check_time_bounds
+        self.unsaved_readings = 0
 
     def detector(self, metric: str) -> Detector:
         d = self.detectors.get(metric)
@@ -85,6 +86,7 @@ class Engine:
         self.dirty.clear()
         self.last_seen.clear()
         self.new_meta.clear()
+        self.unsaved_readings = 0
 
     # -- parsing ------------------------------------------------------------------
     def parse(self, msgs: list[InMessage], out: BatchResult) -> list[Reading]:
@@ -102,6 +104,7 @@ class Engine:
                 continue
             readings.extend(got)
         out.readings += len(readings)
+        self.unsaved_readings += len(readings)
         return readings
 
     # -- scoring ------------------------------------------------------------------
@@ -119,7 +122,7 @@ class Engine:
             det = self.detector(first.metric)
             st = self.cache.get(fp)
             if st is None:
-                st = det.new_state()
+                st = det.new_state(key=fp)
                 self.cache[fp] = st
             else:
                 self.cache.move_to_end(fp)
@@ -165,10 +168,12 @@ class Engine:
 
     def persist(self) -> None:
         """Write every state changed since the last persist (one Redis round trip)."""
-        if not self.dirty and not self.new_meta:
+        if not self.dirty and not self.new_meta and not self.unsaved_readings:
             return
         blobs = {fp: self.cache[fp].to_bytes() for fp in self.dirty if fp in self.cache}
-        self.store.save(blobs, self.last_seen, self.new_meta, clear_missing=self.dirty)
+        self.store.save(blobs, self.last_seen, self.new_meta, clear_missing=self.dirty,
+                        readings=self.unsaved_readings)
+        self.unsaved_readings = 0
         self.dirty.clear()
         self.last_seen.clear()
         self.new_meta.clear()

@@ -34,9 +34,11 @@ class StateStore:
         return {fp: v for fp, v in zip(fps, vals) if v is not None}
 
     def save(self, states: Mapping[str, bytes], last_seen: Mapping[str, float],
-             meta: Mapping[str, str], clear_missing: Iterable[str] = ()) -> None:
-        """Write states, last-seen times and new metadata in one round trip."""
+             meta: Mapping[str, str], clear_missing: Iterable[str] = (), readings: int = 0) -> None:
+        """Write states, last-seen times, new metadata and the readings counter in one round trip."""
         p = self.r.pipeline(transaction=False)
+        if readings:
+            p.incrby(f"{self.ns}stats:readings", readings)
         for fp, blob in states.items():
             p.set(self._k("state", fp), blob)
         if last_seen:
@@ -47,6 +49,10 @@ class StateStore:
         if cm:
             p.delete(*[self._k("missing", fp) for fp in cm])
         p.execute()
+
+    def readings_total(self) -> int:
+        """Readings taken in by detection workers so far (all series)."""
+        return int(self.r.get(f"{self.ns}stats:readings") or 0)
 
     def meta(self, fp: str) -> dict[str, Any] | None:
         v = self.r.get(self._k("meta", fp))

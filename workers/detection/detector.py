@@ -114,6 +114,7 @@ class SeriesState:
     refit_at: float | None = None
     fit_req: float | None = None     # event time a refit was asked for
     fit_upto: int = 0                # ... on the history before this bucket
+    jitter: float = 0.0              # in [0, 1): spreads a fleet's refits over time
     # bucketed history (bucket means; NaN for gaps)
     hist: array = field(default_factory=lambda: array("f"))
     hist_first: int = 0
@@ -143,22 +144,21 @@ class SeriesState:
     _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin")
 
     def to_bytes(self) -> bytes:
-        """Compact bytes: a JSON header of scalars and lists, then the float arrays."""
+        """Compact bytes: a JSON header of scalars, then the float arrays and lists as raw doubles."""
         head: dict[str, Any] = {}
         blobs: list[bytes] = []
         for name in self.__slots__:  # type: ignore[attr-defined]
             v = getattr(self, name)
-            if name in self._ARRAYS:
+            if name in self._ARRAYS or name in self._LISTS:
                 if v is None:
                     head[name] = None
                 else:
-                    b = v.tobytes()
-                    head[name] = [v.typecode, len(b)]
+                    a = v if isinstance(v, array) else array("d", v)
+                    b = a.tobytes()
+                    head[name] = [a.typecode, len(b)]
                     blobs.append(b)
             elif name == "model_periods":
                 head[name] = list(v)
-            elif name == "ew_abs" or isinstance(v, float):
-                head[name] = v
             else:
                 head[name] = v
         hb = json.dumps(head, separators=(",", ":"), allow_nan=True).encode()
@@ -173,15 +173,15 @@ class SeriesState:
         pos = 7 + hl
         st = cls()
         for name, v in head.items():
-            if name in cls._ARRAYS:
+            if name in cls._ARRAYS or name in cls._LISTS:
                 if v is None:
                     setattr(st, name, None)
-                else:
-                    code, ln = v
-                    a = array(code)
-                    a.frombytes(data[pos:pos + ln])
-                    pos += ln
-                    setattr(st, name, a)
+                    continue
+                code, ln = v
+                a = array(code)
+                a.frombytes(data[pos:pos + ln])
+                pos += ln
+                setattr(st, name, a if name in cls._ARRAYS else a.tolist())
             elif name == "model_periods":
                 st.model_periods = tuple(v)
             else:
@@ -203,9 +203,14 @@ class Detector:
         self._ls_t = max(3.0, 0.7 * s.threshold)
         self._vc_t = 4.0
 
-    def new_state(self) -> SeriesState:
+    def new_state(self, key: str | None = None) -> SeriesState:
+        """A fresh series state; ``key`` (the series fingerprint) staggers its refits
+        against other series', deterministically."""
         st = SeriesState()
         st.interval = self.s.interval
+        if key:
+            import zlib
+            st.jitter = (zlib.crc32(key.encode()) % 10_000) / 10_000.0
         return st
 
     # -- helpers ---------------------------------------------------------------
@@ -381,7 +386,7 @@ class Detector:
             if st.bucket:
                 pmin = min(self._periods_for_history())
                 cycles = 1.0 if self.s.periods else 2.0
-                st.refit_at = ts + cycles * pmin + 4 * st.bucket
+                st.refit_at = ts + cycles * pmin + 4 * st.bucket + st.jitter * pmin / 4
         st.missing_fired = False
         if st.all_int and x != int(x):
             st.all_int = False
