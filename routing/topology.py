@@ -209,7 +209,8 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
     add(Queue(n.alerts_route, durable=True, bindings=[binding(ex_anomalies, routing_key="#")],
               queue_arguments=quorum_args("Anomalies awaiting the router (grouping, silences, inhibition)",
                                           dlx=n.notify_dlx, dl_key=n.alerts_route,
-                                          delivery_limit=DELIVERY_LIMIT_ROUTE)))
+                                          delivery_limit=DELIVERY_LIMIT_ROUTE,
+                                          **{"x-single-active-consumer": True})))
     add(Queue(n.dlq(n.alerts_route), durable=True, bindings=[binding(ex_dlx, routing_key=n.alerts_route)],
               queue_arguments=quorum_args("Anomalies the router could not handle; replay with harewatch dlq replay")))
 
