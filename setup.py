@@ -12,7 +12,7 @@ setup(
     packages=find_packages(include=["harewatch*", "producers*", "workers*", "routing*", "templates*"]),
     package_data={
         "routing": ["*.yaml"],
-        "templates": ["*/*.j2", "*/*.txt", "*/*.html"],
+        "templates": ["*/*.j2"],
         "harewatch": ["py.typed"],
     },
     include_package_data=True,
@@ -29,6 +29,7 @@ setup(
         "PyYAML>=6.0",
         "requests>=2.31",
         "prometheus-client>=0.19",
+        "pillow>=10",
     ],
     extras_require={
         "test": ["pytest>=8", "aiosmtpd>=1.4"],

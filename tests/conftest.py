@@ -138,3 +138,19 @@ def run_cli(settings: Settings, *args: str, input: str | None = None, timeout: f
     full.update(env or {})
     return subprocess.run([sys.executable, "-m", "harewatch", *args], input=input, capture_output=True,
                           text=True, env=full, cwd=ROOT, timeout=timeout)
+
+
+@pytest.fixture
+def http_sink() -> Iterator[Any]:
+    from tests.servers import start_http
+    rec = start_http()
+    yield rec
+    rec.server.shutdown()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[Any]:
+    from tests.servers import SMTPSink
+    s = SMTPSink()
+    yield s
+    s.stop()

@@ -35,6 +35,15 @@ def make_app(settings: Settings | None = None) -> Celery:
     names = Names(settings.prefix)
     tasks_q = Queue(names.tasks, durable=True, queue_arguments=quorum_args(
         "harewatch internal tasks: model refits, missing-data checks, router flushes"))
+    queues = [tasks_q]
+    try:  # the notify queues, declared exactly as the topology has them, so `-Q notify.<channel>` works
+        from routing.loader import load_full_config
+        from routing.topology import topology_from_config
+        topo = topology_from_config(load_full_config(settings.config), settings.prefix)
+        queues += [q for q in topo.queues if q.name.startswith(names.p("notify.")) and not q.name.endswith(".dlq")
+                   and ".retry." not in q.name]
+    except Exception as exc:  # noqa: BLE001 - a bad config is reported by whoever loads it next
+        log.debug("notify queues not known yet: %s", exc)
     app = Celery("harewatch")
     url = settings.amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
     app.conf.update(
@@ -51,7 +60,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         task_default_queue=names.tasks,
         task_default_exchange="",
         task_default_routing_key=names.tasks,
-        task_queues=[tasks_q],
+        task_queues=queues,
         task_create_missing_queues=False,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

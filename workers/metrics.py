@@ -14,6 +14,8 @@ class Metrics:
                                ["reason"], registry=registry)
         self.anomalies = Counter("harewatch_anomalies_total", "Anomaly events published", ["type"],
                                  registry=registry)
+        self.notifications = Counter("harewatch_notifications_total", "Notifications by channel and outcome",
+                                     ["channel", "outcome"], registry=registry)
         self.batch_seconds = Histogram("harewatch_detection_batch_seconds",
                                        "Time from a batch's first message to its ack", registry=registry,
                                        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
@@ -37,3 +39,7 @@ def record_batch(res: Any, seconds: float) -> None:
     for ev in res.events:
         m.anomalies.labels(ev.type).inc()
     m.batch_seconds.observe(seconds)
+
+
+def notification(channel: str, outcome: str) -> None:
+    default().notifications.labels(channel, outcome).inc()

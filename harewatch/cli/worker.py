@@ -38,3 +38,40 @@ def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: s
     if beat:
         argv.append("-B")
     _celery(argv, ctx.settings)
+
+
+@cli.command()
+@click.option("--concurrency", default=1, show_default=True)
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic missing-data check (one per system).")
+@click.option("--loglevel", default="INFO")
+@pass_ctx
+def route(ctx: Context, concurrency: int, beat: bool, loglevel: str) -> None:
+    """Group, deduplicate, silence and inhibit anomalies from alerts.route; publish notifications."""
+    argv = ["--route", "-Q", ctx.settings.prefix + "harewatch.tasks", "-n", "route@%h", "--concurrency",
+            str(concurrency), "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
+    if beat:
+        argv.append("-B")
+    _celery(argv, ctx.settings)
+
+
+@cli.command()
+@click.option("--channels", default="all", show_default=True, help="Channels whose notify queues to consume.")
+@click.option("--concurrency", default=4, show_default=True, help="Notifications sent at once.")
+@click.option("--pool", default="threads", show_default=True, help="Celery pool (threads suit network-bound sends).")
+@click.option("--loglevel", default="INFO")
+@pass_ctx
+def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: str) -> None:
+    """Send notifications from notify.<channel> queues (retries held by the broker, DLQ when they fail)."""
+    from routing.topology import Names, topology_from_config
+    names = Names(ctx.settings.prefix)
+    topo = topology_from_config(ctx.config, ctx.settings.prefix)
+    have = sorted(q.name.removeprefix(names.p("notify.")) for q in topo.queues
+                  if q.name.startswith(names.p("notify.")) and not q.name.endswith(".dlq") and ".retry." not in q.name)
+    wanted = have if channels == "all" else [c.strip() for c in channels.split(",") if c.strip()]
+    unknown = set(wanted) - set(have)
+    if unknown:
+        raise click.BadParameter(f"no notify queue for {sorted(unknown)}; configured channels: {have}")
+    argv = ["-Q", ",".join(names.notify_queue(c) for c in wanted), "-n", f"notify-{'-'.join(wanted)}@%h",
+            "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,
+            "--without-mingle", "--without-gossip"]
+    _celery(argv, ctx.settings)

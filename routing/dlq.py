@@ -1,0 +1,231 @@
+"""Dead-letter queue tools: counts, inspection, replay and purge (``harewatch dlq``).
+
+A DLQ message is a notification task as it was when it failed, with
+``x-harewatch-*`` headers (reason, attempts, last error, first seen,
+receiver, summary) or, when the broker dead-lettered it (delivery limit),
+an ``x-death`` header.  Replay publishes each selected message back to
+``alerts`` with its original routing key and the attempt count reset, waits
+for the broker's confirm, and only then acks it in the DLQ: cut off at any
+point, nothing is lost and at most the message in flight is doubled.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import pika
+
+from harewatch.amqp import pika_parameters
+from harewatch.settings import Settings
+from routing.management import Management
+from routing.topology import Names
+
+
+@dataclass
+class DeadLetter:
+    tag: int
+    routing_key: str
+    headers: dict[str, Any]
+    body: bytes
+    properties: Any
+
+    @property
+    def reason(self) -> str:
+        if "x-harewatch-reason" in self.headers:
+            return str(self.headers["x-harewatch-reason"])
+        death = (self.headers.get("x-death") or [{}])[0]
+        return str(death.get("reason", "unknown"))
+
+    @property
+    def attempts(self) -> int:
+        if "x-harewatch-attempts" in self.headers:
+            return int(self.headers["x-harewatch-attempts"])
+        return int((self.headers.get("x-death") or [{}])[0].get("count", 0))
+
+    @property
+    def original_routing_key(self) -> str:
+        if self.headers.get("x-original-routing-key"):
+            return str(self.headers["x-original-routing-key"])
+        death = (self.headers.get("x-death") or [{}])[0]
+        keys = death.get("routing-keys") or [self.routing_key]
+        return str(keys[0])
+
+    @property
+    def first_seen(self) -> float | None:
+        from producers.formats import parse_ts
+        if self.headers.get("x-harewatch-first-seen"):
+            return parse_ts(self.headers["x-harewatch-first-seen"])
+        death = (self.headers.get("x-death") or [{}])[0]
+        t = death.get("time")
+        return float(t.timestamp() if hasattr(t, "timestamp") else t) if t else None
+
+    def task(self) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+        try:
+            args, kwargs, embed = json.loads(self.body)
+            return args, kwargs, embed
+        except (ValueError, TypeError):
+            return [], {}, {}
+
+    @property
+    def notification(self) -> dict[str, Any]:
+        return self.task()[1].get("notification") or {}
+
+    def fields(self) -> dict[str, str]:
+        """What ``--where key=value`` filters on (glob patterns allowed)."""
+        n = self.notification
+        out = {"reason": self.reason, "receiver": str(n.get("receiver") or self.headers.get("x-harewatch-receiver", "")),
+               "status": str(n.get("status", "")), "channel": str(n.get("channel", "")),
+               "routing_key": self.original_routing_key, "id": str(n.get("id", ""))}
+        for a in n.get("alerts") or []:
+            for k, v in (a.get("labels") or {}).items():
+                out.setdefault(k, str(v))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        from harewatch.messages import iso
+        fs = self.first_seen
+        return {"id": self.notification.get("id"), "reason": self.reason, "attempts": self.attempts,
+                "last_error": str(self.headers.get("x-harewatch-last-error", "")),
+                "first_seen": iso(fs) if fs else None, "receiver": self.fields()["receiver"],
+                "routing_key": self.original_routing_key,
+                "summary": str(self.headers.get("x-harewatch-summary") or self._summary())}
+
+    def _summary(self) -> str:
+        n = self.notification
+        alerts = n.get("alerts") or []
+        return f"{n.get('status')} {len(alerts)} alert(s)"
+
+
+def matches(dl: DeadLetter, where: dict[str, str], older_than: float | None, now: float) -> bool:
+    if older_than is not None:
+        fs = dl.first_seen
+        if fs is None or now - fs < older_than:
+            return False
+    f = dl.fields()
+    return all(fnmatch.fnmatchcase(f.get(k, ""), v) for k, v in where.items())
+
+
+class DLQ:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.names = Names(settings.prefix)
+
+    def queues(self, topology: Any) -> list[str]:
+        return topology.dlqs
+
+    def counts(self, topology: Any) -> list[dict[str, Any]]:
+        """Messages and oldest age per DLQ (counts from the broker, age from the head message)."""
+        out = []
+        conn = pika.BlockingConnection(pika_parameters(self.settings))
+        try:
+            ch = conn.channel()
+            for q in self.queues(topology):
+                try:
+                    n = ch.queue_declare(q, passive=True).method.message_count
+                except pika.exceptions.ChannelClosedByBroker:
+                    ch = conn.channel()
+                    out.append({"queue": q, "messages": None, "oldest_age_s": None})
+                    continue
+                age = None
+                if n:
+                    m, props, body = ch.basic_get(q, auto_ack=False)
+                    if m is not None:
+                        dl = DeadLetter(m.delivery_tag, m.routing_key, dict(props.headers or {}), body, props)
+                        fs = dl.first_seen
+                        age = round(time.time() - fs) if fs else None
+                        ch.basic_nack(m.delivery_tag, requeue=True)
+                out.append({"queue": q, "messages": n, "oldest_age_s": age})
+        finally:
+            conn.close()
+        return out
+
+    def _iterate(self, ch: Any, queue: str, limit: int | None) -> Iterator[DeadLetter]:
+        n = ch.queue_declare(queue, passive=True).method.message_count
+        seen = 0
+        while seen < n and (limit is None or seen < limit):
+            m, props, body = ch.basic_get(queue, auto_ack=False)
+            if m is None:
+                return
+            seen += 1
+            yield DeadLetter(m.delivery_tag, m.routing_key, dict(props.headers or {}), body, props)
+
+    def show(self, queue: str, limit: int = 20) -> list[DeadLetter]:
+        conn = pika.BlockingConnection(pika_parameters(self.settings))
+        try:
+            ch = conn.channel()
+            got = list(self._iterate(ch, queue, limit))
+            for dl in got:
+                ch.basic_nack(dl.tag, requeue=True)
+            return got
+        finally:
+            conn.close()
+
+    def replay(self, queue: str, limit: int | None = None, where: dict[str, str] | None = None,
+               older_than: float | None = None, dry_run: bool = False,
+               on_each: Callable[[DeadLetter], None] | None = None) -> int:
+        """Republish matching messages to ``alerts`` (confirmed), then ack each; returns how many."""
+        where = where or {}
+        now = time.time()
+        conn = pika.BlockingConnection(pika_parameters(self.settings))
+        done = 0
+        try:
+            ch = conn.channel()
+            pub = conn.channel()
+            pub.confirm_delivery()
+            keep = []
+            for dl in self._iterate(ch, queue, None):
+                if (limit is not None and done >= limit) or not matches(dl, where, older_than, now):
+                    keep.append(dl.tag)
+                    continue
+                if not dry_run:
+                    args, kwargs, embed = dl.task()
+                    if kwargs:
+                        kwargs["attempt"] = 1
+                        kwargs["last_error"] = ""
+                        body = json.dumps([args, kwargs, embed]).encode()
+                    else:
+                        body = dl.body
+                    headers = {k: v for k, v in dl.headers.items() if not k.startswith("x-")}
+                    headers["x-harewatch-replayed"] = int(dl.headers.get("x-harewatch-replayed", 0)) + 1
+                    p = dl.properties
+                    pub.basic_publish(self.names.alerts, dl.original_routing_key, body, pika.BasicProperties(
+                        content_type=p.content_type, content_encoding=p.content_encoding, delivery_mode=2,
+                        correlation_id=p.correlation_id, headers=headers), mandatory=True)
+                    ch.basic_ack(dl.tag)       # only after the broker confirmed the copy
+                else:
+                    keep.append(dl.tag)
+                done += 1
+                if on_each:
+                    on_each(dl)
+            for tag in keep:
+                ch.basic_nack(tag, requeue=True)
+        finally:
+            conn.close()
+        return done
+
+    def purge(self, queue: str, where: dict[str, str] | None = None, older_than: float | None = None) -> int:
+        where = where or {}
+        now = time.time()
+        conn = pika.BlockingConnection(pika_parameters(self.settings))
+        n = 0
+        try:
+            ch = conn.channel()
+            keep = []
+            for dl in self._iterate(ch, queue, None):
+                if matches(dl, where, older_than, now):
+                    ch.basic_ack(dl.tag)
+                    n += 1
+                else:
+                    keep.append(dl.tag)
+            for tag in keep:
+                ch.basic_nack(tag, requeue=True)
+        finally:
+            conn.close()
+        return n
+
+
+def management(settings: Settings) -> Management:
+    return Management(settings.management_url)

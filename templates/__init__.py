@@ -1,0 +1,1 @@
+"""Built-in Jinja2 templates, one folder per channel (overridable from a user templates directory)."""
