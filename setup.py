@@ -30,6 +30,7 @@ setup(
         "requests>=2.31",
         "prometheus-client>=0.19",
         "pillow>=10",
+        "aiosmtpd>=1.4",
     ],
     extras_require={
         "test": ["pytest>=8", "aiosmtpd>=1.4"],

@@ -210,6 +210,8 @@ class Simulator:
                 if spec.kind in ("traffic", "orders", "gauge"):
                     x[sl] = np.round(x[sl])
                 truth.append(Truth(spec.name, typ, float(t[p]), float(t[min(p + dur, n_points) - 1]), abs(mag), p))
+        if spec.kind in ("traffic", "orders", "gauge", "latency", "cpu"):
+            x = np.maximum(x, 0.0)      # counts, latencies and percentages are never negative
         if spec.kind in ("traffic", "orders", "gauge"):
             x = np.round(x)
         if spec.kind == "latency":

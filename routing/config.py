@@ -268,7 +268,7 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
 
 
 TOP_KEYS = {"metrics", "defaults", "channels", "teams", "route", "receivers", "inhibit_rules",
-            "time_intervals", "mute_time_intervals", "global", "templates", "ownership"}
+            "time_intervals", "mute_time_intervals", "global", "templates", "ownership", "selfwatch"}
 
 
 def parse_config(text: str, path: str, env: Mapping[str, str] | None = None) -> Config:

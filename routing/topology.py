@@ -298,7 +298,8 @@ def rabbit_password_hash(password: str, salt: bytes | None = None) -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def export_definitions(t: Topology, vhost: str = "/", users: dict[str, str] | None = None) -> dict[str, Any]:
+def export_definitions(t: Topology, vhost: str = "/", users: dict[str, str] | None = None,
+                       user_prefix: str = "harewatch-") -> dict[str, Any]:
     """A RabbitMQ definitions document for the topology (importable in the management UI).
 
     ``users`` maps component (producer, detector, router, notifier, operator)
@@ -330,7 +331,7 @@ def export_definitions(t: Topology, vhost: str = "/", users: dict[str, str] | No
     for comp, password in (users or {}).items():
         if comp not in COMPONENT_PERMISSIONS:
             raise ValueError(f"unknown component {comp!r} (known: {', '.join(COMPONENT_PERMISSIONS)})")
-        user = f"harewatch-{comp}"
+        user = f"{user_prefix}{comp}"
         doc["users"].append({"name": user, "password_hash": rabbit_password_hash(password),
                              "hashing_algorithm": "rabbit_password_hashing_sha256",
                              "tags": ["administrator"] if comp == "operator" else []})

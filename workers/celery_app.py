@@ -77,6 +77,7 @@ def make_app(settings: Settings | None = None) -> Celery:
         worker_detect_quorum_queues=True,
         beat_schedule={
             "missing-data": {"task": "harewatch.check_missing", "schedule": 30.0},
+            "self-check": {"task": "harewatch.self_check", "schedule": 60.0},
         },
         timezone="UTC",
     )

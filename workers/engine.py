@@ -201,6 +201,10 @@ class Engine:
     def missing(self, now: float | None = None, horizon: float = 86400.0) -> list[AnomalyEvent]:
         """``missing_data`` events for series silent past their limit (each silence once)."""
         now = self.clock() if now is None else now
+        # event time, not wall time: a replay of history must not look like every series went silent
+        mark = self.store.watermark()
+        if mark is not None:
+            now = min(now, mark)
         out = []
         for fp in self.store.stale_series(now - 60.0, now - horizon):
             meta = self.store.meta(fp)

@@ -58,6 +58,11 @@ class StateStore:
         v = self.r.get(self._k("meta", fp))
         return json.loads(v) if v else None
 
+    def watermark(self) -> float | None:
+        """The newest event time any series has reached (the pipeline's event-time clock)."""
+        top = self.r.zrange(f"{self.ns}lastseen", -1, -1, withscores=True)
+        return float(top[0][1]) if top else None
+
     def stale_series(self, older_than: float, newer_than: float) -> list[str]:
         """Series whose newest point is between the two event times."""
         return [m.decode() for m in self.r.zrangebyscore(f"{self.ns}lastseen", newer_than, older_than)]

@@ -81,6 +81,8 @@ def _register() -> None:
                 continue
             raise
         main.add_command(module.cli)
+        if hasattr(module, "sink_cli"):
+            main.add_command(module.sink_cli)
 
 
 _register()

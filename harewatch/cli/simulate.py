@@ -27,7 +27,9 @@ def _rate(text: str) -> float:
 @click.option("--interval", default="1m", show_default=True, help="Sampling interval of every series.")
 @click.option("--duration", default=None, help="Stop after this long live (default: run until Ctrl-C).")
 @click.option("--rate", default=None, type=float, help="Speed-up of live time (e.g. 60 = one simulated "
-              "minute per second); default real time.")
+              "minute per second) until the simulated clock catches up with the real one; default real time.")
+@click.option("--live-from", default=None, help="Start the live phase this long ago (e.g. 1d, with --rate "
+              "to watch a day pass quickly); default now.")
 @click.option("--anomalies", default="0.05%", show_default=True, help="Share of points that start an anomaly.")
 @click.option("--backfill", default=None, help="Publish this much history first, as fast as possible (e.g. 14d).")
 @click.option("--labels-out", type=click.Path(dir_okay=False), default=None,
@@ -37,8 +39,8 @@ def _rate(text: str) -> float:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--batch", default=200, show_default=True, help="Readings per message.")
 @pass_ctx
-def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: float | None, anomalies: str,
-        backfill: str | None, labels_out: str | None, out: str | None, seed: int, batch: int) -> None:
+def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: float | None, live_from: str | None,
+        anomalies: str, backfill: str | None, labels_out: str | None, out: str | None, seed: int, batch: int) -> None:
     """Simulate seasonal metrics with injected anomalies (spike, dip, level_shift, variance_change,
     flatline, missing_data) and publish them like a fleet of agents would."""
     from producers.simulator import Simulator
@@ -48,7 +50,8 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
         raise click.BadParameter("must be positive", param_hint="--interval")
     now = time.time()
     back = parse_duration(backfill) if backfill else 0.0
-    start = math.floor((now - back) / step) * step
+    lag = parse_duration(live_from) if live_from else 0.0
+    start = math.floor((now - lag - back) / step) * step
     sim = Simulator(n_series=n_series, interval=step, seed=seed, anomaly_rate=_rate(anomalies),
                     warmup=min(3 * 86400.0, back / 2) if back else 0.0)
     truth_all = []
@@ -96,7 +99,8 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
                 truth_all.extend(sim.truth(t_sim, chunk))
                 for ts, readings in sim.readings(t_sim, chunk):
                     due = wall0 + (ts - sim0) / speed
-                    wait = due - time.monotonic()
+                    # sped up until the simulated clock reaches the real one, never past it
+                    wait = max(due - time.monotonic(), ts - time.time())
                     if wait > 0:
                         pub.flush()
                         time.sleep(min(wait, max(0.0, end - time.time())))

@@ -122,6 +122,13 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
         _dead_letter(self, notification, channel, routing_key, "internal", attempt, first_seen, repr(exc))
         return "dead-lettered: internal error"
     metrics.notification(channel, "sent")
+    try:
+        from producers.formats import parse_ts
+        ts = min(parse_ts(a["anomaly"]["ts"]) for a in notification.get("alerts") or [] if a.get("anomaly", {}).get("ts"))
+        if time.time() - ts < 86400:
+            metrics.default().notify_latency.labels(channel).observe(max(0.0, time.time() - ts))
+    except (ValueError, KeyError, TypeError):
+        pass
     log.info("notification %s via %s to %s: %s (attempt %d)", notification.get("id"), channel,
              notification.get("receiver"), result, attempt)
     return result

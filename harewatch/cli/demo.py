@@ -1,0 +1,187 @@
+"""``harewatch demo``: the whole pipeline on this machine, with a simulator and local sinks."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import click
+
+from harewatch.cli import Context, pass_ctx
+from harewatch.durations import parse_duration
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _metrics(port: int) -> dict[str, float]:
+    """The harewatch_* counters one worker reports on its /metrics endpoint."""
+    out: dict[str, float] = {}
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=3).read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("harewatch_") and "_total" in line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            base = name.split("{")[0]
+            out[base] = out.get(base, 0.0) + float(value)
+    return out
+
+
+@click.command("demo")
+@click.option("--duration", default=None, help="Stop after this long (default: until Ctrl-C).")
+@click.option("--series", default=20, show_default=True, help="Simulated series.")
+@click.option("--rate", default=60.0, show_default=True, help="Speed-up of the simulated clock until it is live.")
+@click.option("--sink-port", default=8025, show_default=True, help="Local webhook/Slack/PagerDuty sink.")
+@click.option("--smtp-port", default=1025, show_default=True, help="Local SMTP catcher (if the port is free).")
+@click.option("--metrics-port", default=9101, show_default=True, help="First of three worker metrics ports.")
+@click.option("--quiet-workers/--show-workers", default=True, help="Worker logs to files (default) or here.")
+@pass_ctx
+def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port: int, smtp_port: int,
+        metrics_port: int, quiet_workers: bool) -> None:
+    """Declare the topology, start detection, router and notifier workers, a simulator, and local sinks;
+    show alerts as they are delivered. Ctrl-C stops everything."""
+    from harewatch.amqp import redact_url
+    from harewatch.sink import HTTPSink, SMTPSink, summarize
+    from routing.declare import declare
+    from routing.topology import topology_from_config
+
+    s = ctx.settings
+    cfg = ctx.config
+    t0 = time.time()
+    click.secho("harewatch demo", bold=True)
+    outcomes = declare(topology_from_config(cfg, s.prefix), s)
+    click.echo(f"  topology: {sum(o.status == 'created' for o in outcomes)} created, "
+               f"{sum(o.status == 'kept' for o in outcomes)} kept on {redact_url(s.amqp_url)}")
+    delivered: list[str] = []
+
+    def show(path: str, body: bytes) -> None:
+        line = summarize(path, body)
+        delivered.append(line)
+        click.echo(f"  {time.strftime('%H:%M:%S')} delivered {path.strip('/')}: {line}")
+
+    if not _free(sink_port):
+        raise click.ClickException(f"port {sink_port} is taken; pass --sink-port")
+    sink = HTTPSink(sink_port, on_receive=show)
+    smtp = None
+    if _free(smtp_port):
+        try:
+            smtp = SMTPSink(smtp_port, on_receive=lambda to, subj: show("email", json.dumps(
+                {"to": to, "subject": subj}).encode()))
+        except Exception as exc:  # noqa: BLE001 - email is optional in the demo
+            click.echo(f"  (no SMTP catcher: {exc})")
+    base = f"http://127.0.0.1:{sink.port}"
+    env = dict(os.environ)
+    env.update({"AMQP_URL": s.amqp_url, "REDIS_URL": s.redis_url, "HAREWATCH_CONFIG": s.config,
+                "HAREWATCH_PREFIX": s.prefix, "HAREWATCH_MANAGEMENT_URL": s.management_url,
+                "WEBHOOK_URL": f"{base}/webhook", "SLACK_PAYMENTS": f"{base}/slack",
+                "PAGERDUTY_URL": f"{base}/pagerduty", "SMTP_HOST": f"127.0.0.1:{smtp_port}",
+                "PYTHONUNBUFFERED": "1"})
+    logdir = Path(tempfile.mkdtemp(prefix="harewatch-demo-"))
+    py = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--without-mingle", "--without-gossip",
+          "--loglevel", "INFO"]
+    tasks_q = s.prefix + "harewatch.tasks"
+    notify_qs = ",".join(q.name for q in topology_from_config(cfg, s.prefix).queues
+                         if q.name.startswith(s.prefix + "notify.") and not q.name.endswith(".dlq")
+                         and ".retry." not in q.name)
+    specs = [("detect", ["--detect", "all", "-Q", tasks_q, "-n", "detect@%h", "--concurrency", "1", "-B"]),
+             ("route", ["--route", "-Q", tasks_q, "-n", "route@%h", "--concurrency", "1"]),
+             ("notify", ["-Q", notify_qs, "-n", "notify@%h", "--pool", "threads", "--concurrency", "4"])]
+    procs: list[tuple[str, subprocess.Popen, int]] = []
+    for i, (name, args) in enumerate(specs):
+        penv = dict(env, HAREWATCH_METRICS_PORT=str(metrics_port + i))
+        out = open(logdir / f"{name}.log", "w") if quiet_workers else None
+        p = subprocess.Popen(py + args + ["-s", str(logdir / "beat-schedule")] * (name == "detect"), env=penv,
+                             stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
+        procs.append((name, p, metrics_port + i))
+    click.echo(f"  workers: detect, route, notify (logs in {logdir})")
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(_metrics(port) is not None and _ready(port) for _, _, port in procs):
+        time.sleep(0.5)
+    sim = subprocess.Popen([sys.executable, "-m", "harewatch", "simulate", "--series", str(series), "--interval", "1m",
+                            "--backfill", "2d", "--live-from", "3h", "--rate", str(rate), "--anomalies", "1%",
+                            "--seed", str(int(t0) % 1000)], env=env, stdout=open(logdir / "simulate.log", "w"),
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    mgmt = s.management_url.split("@")[-1]
+    click.echo(f"""
+  where to look:
+    RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues   (guest/guest)
+    queues           {s.prefix}detect.*  readings awaiting detection
+                     {s.prefix}alerts.route  anomalies awaiting the router
+                     {s.prefix}notify.<channel>  notifications being sent; {s.prefix}notify.retry.*  retries waiting
+    dead letters     {s.prefix}notify.<channel>.dlq  (harewatch dlq list / show / replay)
+    sink             {base}/received  (what the webhook, Slack and PagerDuty channels sent)
+    metrics          {', '.join(f'http://127.0.0.1:{port}/metrics' for _, _, port in procs)}
+  simulating {series} series: 2 days of history, then 3 hours at {rate:g}x, then live. Alerts appear below.
+""")
+    end = t0 + parse_duration(duration) if duration else float("inf")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping and time.time() < end:
+            time.sleep(0.5)
+            for name, p, _ in procs:
+                if p.poll() is not None:
+                    click.echo(f"  worker {name} exited ({p.returncode}); see {logdir / (name + '.log')}", err=True)
+                    stopping = True
+    finally:
+        counters: dict[str, float] = {}
+        for _, _, port in procs:
+            for k, v in _metrics(port).items():
+                counters[k] = counters.get(k, 0.0) + v
+        for p in [sim] + [p for _, p, _ in procs]:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in [sim] + [p for _, p, _ in procs]:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        sink.close()
+        if smtp:
+            smtp.close()
+        click.echo("\n  metrics: " + ", ".join(f"{k.removeprefix('harewatch_')}={v:g}" for k, v in sorted(counters.items())))
+        click.echo(f"  {len(delivered)} notifications delivered to the local sinks in {time.time() - t0:.0f}s")
+
+
+def _ready(port: int) -> bool:
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3).status == 200
+    except OSError:
+        return False
+
+
+@click.command("sink")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True)
+@click.option("--smtp-port", default=0, help="Also catch mail on this port (0: no).")
+def sink_cli(host: str, port: int, smtp_port: int) -> None:
+    """A local endpoint that accepts what the webhook, Slack, PagerDuty, Teams and robot channels send,
+    and prints one line per notification (GET / lists them as JSON)."""
+    from harewatch.sink import HTTPSink, SMTPSink, summarize
+
+    HTTPSink(port, host, on_receive=lambda p, b: click.echo(f"{time.strftime('%H:%M:%S')} {p}: {summarize(p, b)}"))
+    if smtp_port:
+        SMTPSink(smtp_port, on_receive=lambda to, subj: click.echo(f"{time.strftime('%H:%M:%S')} mail to {to}: {subj}"))
+    click.echo(f"sink listening on http://{host}:{port}/" + (f" and smtp://{host}:{smtp_port}" if smtp_port else ""))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
