@@ -32,7 +32,7 @@ import pika.exceptions as pex
 from harewatch.errors import BrokerUnreachable, InvalidInput, UnroutableMessage
 from harewatch.messages import Reading
 from harewatch.settings import Settings, load_settings
-from producers.formats import encode_batch, parse_json_reading
+from producers.formats import parse_json_reading
 
 log = logging.getLogger("harewatch.publisher")
 
@@ -67,7 +67,8 @@ class Publisher:
         self._lock = threading.RLock()
         self._conn: pika.BlockingConnection | None = None
         self._ch: Any = None
-        self._buffers: dict[str, list[Reading]] = {}
+        self._buffers: dict[str, list[str]] = {}      # routing key -> encoded readings
+        self._sources: dict[str, set[str]] = {}
         self._buffer_sizes: dict[str, int] = {}
         self._oldest: dict[str, float] = {}
         self.sent_messages = 0
@@ -166,12 +167,16 @@ class Publisher:
                 return self.sent_readings - before
             for r in items:
                 key = routing_key or f"{r.metric}.batch"
-                buf = self._buffers.setdefault(key, [])
-                if not buf:
+                buf = self._buffers.get(key)
+                if buf is None:
+                    buf = self._buffers[key] = []
+                    self._sources[key] = set()
                     self._oldest[key] = time.monotonic()
                     self._buffer_sizes[key] = 2
-                buf.append(r)
-                self._buffer_sizes[key] += len(r.to_json()) + 1
+                text = r.to_json()                      # encoded once
+                buf.append(text)
+                self._sources[key].add(r.routing_key())
+                self._buffer_sizes[key] += len(text) + 1
                 if len(buf) >= self.batch_size or self._buffer_sizes[key] >= self.batch_bytes:
                     self._flush_key(key)
             now = time.monotonic()
@@ -201,12 +206,14 @@ class Publisher:
 
     def _flush_key(self, key: str) -> None:
         buf = self._buffers.pop(key, [])
+        src = self._sources.pop(key, set())
         self._oldest.pop(key, None)
         self._buffer_sizes.pop(key, None)
         if buf:
-            src = {r.routing_key() for r in buf}
+            # one source: its own key (<metric>.<host>); several: <metric>.batch
             rk = src.pop() if len(src) == 1 and key.endswith(".batch") else key
-            self._send(rk, encode_batch(buf), len(buf))
+            body = buf[0] if len(buf) == 1 else "[" + ",".join(buf) + "]"
+            self._send(rk, body.encode(), len(buf))
 
     def flush(self) -> int:
         """Send every buffered reading now; returns how many were confirmed."""
