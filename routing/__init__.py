@@ -1,0 +1,1 @@
+"""Config model and loader, route matching, broker topology and dead-letter tools."""
