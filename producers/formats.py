@@ -12,7 +12,6 @@ columns) and JSON lines.  Every error says which line and which field.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import re
@@ -448,7 +447,3 @@ def encode_batch(readings: list[Reading]) -> bytes:
     if len(readings) == 1:
         return readings[0].to_json().encode()
     return ("[" + ",".join(r.to_json() for r in readings) + "]").encode()
-
-
-def readings_from_io(stream: io.TextIOBase, fmt: str) -> Iterator[tuple[int, list[Reading] | InvalidInput]]:
-    return parse_file_lines(stream, fmt)

@@ -184,26 +184,6 @@ class Publisher:
                 self._flush_key(key)
             return self.sent_readings - before
 
-    def publish_raw(self, body: bytes, routing_key: str, content_type: str = "application/json",
-                    count: int = 1) -> None:
-        """Publish an already-encoded body (any supported format) with confirms."""
-        with self._lock:
-            props_ct = content_type
-            self._ensure()
-            props = pika.BasicProperties(delivery_mode=2, content_type=props_ct, timestamp=int(time.time()))
-            while True:
-                try:
-                    self._ensure()
-                    self._ch.basic_publish(self.exchange, routing_key, body, props, mandatory=self.mandatory)
-                    break
-                except pex.UnroutableError:
-                    raise UnroutableMessage(f"no queue bound for routing key {routing_key!r}", routing_key, body) from None
-                except _CONN_ERRORS:
-                    self._drop()
-                    self.reconnects += 1
-            self.sent_messages += 1
-            self.sent_readings += count
-
     def _flush_key(self, key: str) -> None:
         buf = self._buffers.pop(key, [])
         src = self._sources.pop(key, set())

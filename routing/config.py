@@ -20,9 +20,13 @@ from typing import Any, Iterator, Mapping
 from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
 from routing.yamlpos import LDict, LList, load_yaml
+from workers.detection.detector import DetectorSettings
+
+_D = DetectorSettings()   # the detector's own defaults are the config's defaults
+SENSITIVITY_STEP = 1.0    # score threshold between low, medium and high sensitivity
+SENSITIVITY = {"low": _D.threshold + SENSITIVITY_STEP, "medium": _D.threshold, "high": _D.threshold - SENSITIVITY_STEP}
 
 KNOWN_CHANNELS = ("email", "slack", "webhook", "pagerduty", "msteams", "dingtalk", "wecom", "console")
-SENSITIVITY = {"low": 6.0, "medium": 5.0, "high": 4.0}
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]*$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -40,18 +44,18 @@ class MetricSettings:
     name: str
     description: str = ""
     queue: str | None = None
-    periods: tuple[float, ...] | None = None
-    interval: float | None = None
-    threshold: float = SENSITIVITY["medium"]
-    direction: str = "both"
-    confirm_k: int = 1
-    confirm_n: int = 1
-    min_deviation: float = 0.0
-    allowed_lateness: float = 300.0
-    missing_after: float | None = None
-    flatline_after: int = 30
-    severity_critical: float = 10.0
-    refit_every: float | None = None
+    periods: tuple[float, ...] | None = _D.periods
+    interval: float | None = _D.interval
+    threshold: float = _D.threshold
+    direction: str = _D.direction
+    confirm_k: int = _D.confirm_k
+    confirm_n: int = _D.confirm_n
+    min_deviation: float = _D.min_deviation
+    allowed_lateness: float = _D.allowed_lateness
+    missing_after: float | None = _D.missing_after
+    flatline_after: int = _D.flatline_after
+    severity_critical: float = _D.severity_critical
+    refit_every: float | None = _D.refit_every
 
     @property
     def queue_suffix(self) -> str:

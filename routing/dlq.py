@@ -20,7 +20,6 @@ import pika
 
 from harewatch.amqp import pika_parameters
 from harewatch.settings import Settings
-from routing.management import Management
 from routing.topology import Names
 
 
@@ -113,16 +112,13 @@ class DLQ:
         self.settings = settings
         self.names = Names(settings.prefix)
 
-    def queues(self, topology: Any) -> list[str]:
-        return topology.dlqs
-
     def counts(self, topology: Any) -> list[dict[str, Any]]:
         """Messages and oldest age per DLQ (counts from the broker, age from the head message)."""
         out = []
         conn = pika.BlockingConnection(pika_parameters(self.settings))
         try:
             ch = conn.channel()
-            for q in self.queues(topology):
+            for q in topology.dlqs:
                 try:
                     n = ch.queue_declare(q, passive=True).method.message_count
                 except pika.exceptions.ChannelClosedByBroker:
@@ -225,7 +221,3 @@ class DLQ:
         finally:
             conn.close()
         return n
-
-
-def management(settings: Settings) -> Management:
-    return Management(settings.management_url)

@@ -6,6 +6,7 @@ real broker.
 from __future__ import annotations
 
 import os
+import subprocess
 import urllib.parse
 import uuid
 from pathlib import Path

@@ -111,6 +111,17 @@ class Publisher:
         self.producer = None
 
 
+def publish_events(events: list[AnomalyEvent]) -> None:
+    """Publish anomaly events (confirmed) on a short-lived connection: for periodic tasks."""
+    if not events:
+        return
+    pub = Publisher(app)
+    try:
+        pub.events(events)
+    finally:
+        pub.conn.release()
+
+
 class DetectConsumer(bootsteps.ConsumerStep):
     """``--detect METRICS``: consume those detect queues in this worker."""
 

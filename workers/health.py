@@ -54,7 +54,7 @@ def self_check() -> list[str]:
     """Alert on the pipeline itself: no readings for too long, or a dead-letter queue growing."""
     from routing.management import Management
     from routing.topology import topology_from_config
-    from workers.detect import Publisher
+    from workers.detect import publish_events
     from harewatch.messages import AnomalyEvent
 
     cfg = runtime.config()
@@ -93,10 +93,5 @@ def self_check() -> list[str]:
                                        score=float(n - before.get(q, 0)), team=team, model={"method": "selfwatch"}))
     if depths:
         r.set(ns + "selfwatch:dlq", json.dumps({q: depths.get(q, 0) for q in topo.dlqs}))
-    if events:
-        pub = Publisher(app)
-        try:
-            pub.events(events)
-        finally:
-            pub.conn.release()
+    publish_events(events)
     return [e.metric for e in events]

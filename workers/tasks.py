@@ -19,14 +19,9 @@ def refit(fp: str, metric: str, upto: int) -> str:
 @app.task(name="harewatch.check_missing", ignore_result=True, acks_late=True)
 def check_missing() -> int:
     """Raise ``missing_data`` for series that stopped reporting past their expected interval."""
-    from workers.detect import Publisher
+    from workers.detect import publish_events
     from workers.engine import Engine
 
     events = Engine(runtime.config(), runtime.store()).missing()
-    if events:
-        pub = Publisher(app)
-        try:
-            pub.events(events)
-        finally:
-            pub.conn.release()
+    publish_events(events)
     return len(events)

@@ -5,7 +5,6 @@ import json
 import threading
 import time
 
-import pika
 import pytest
 
 from harewatch.errors import BrokerUnreachable, UnroutableMessage

@@ -126,21 +126,3 @@ def queue_depth(settings: Settings, name: str) -> int:
     from routing.management import Management
     q = Management(settings.management_url).queue(settings.vhost, settings.prefix + name)
     return int((q or {}).get("messages", 0) or 0)
-
-
-def wait_drained(settings: Settings, queues: list[str], timeout: float = 60.0) -> None:
-    """Until every named queue is empty (counts come from the broker via passive declares)."""
-    conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
-    ch = conn.channel()
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            counts = [ch.queue_declare(settings.prefix + q, passive=True).method.message_count for q in queues]
-            if not any(counts):
-                # unacked messages are not counted by message_count; ask the management API too
-                if not any(queue_depth(settings, q) for q in queues):
-                    return
-            conn.sleep(0.3)
-        raise AssertionError(f"queues not drained: {dict(zip(queues, counts))}")
-    finally:
-        conn.close()

@@ -13,7 +13,6 @@ import pytest
 
 from harewatch.messages import fingerprint
 from producers.publisher import Publisher
-from routing.management import Management
 from tests.conftest import get_all
 from tests.workers.conftest import queue_depth
 from workers.detection.detector import SeriesState
