@@ -61,6 +61,14 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     t0 = time.time()
     click.secho("harewatch demo", bold=True)
     outcomes = declare(topology_from_config(cfg, s.prefix), s)
+    drifted = [o for o in outcomes if o.status == "drift"]
+    if drifted:
+        for o in drifted:
+            for d in o.drifts:
+                click.echo(f"  drift: {d}", err=True)
+        raise click.ClickException("the broker has queues declared differently from this version's topology "
+                                   "(see above); delete them after draining, or set HAREWATCH_PREFIX to start "
+                                   "fresh, then run again")
     click.echo(f"  topology: {sum(o.status == 'created' for o in outcomes)} created, "
                f"{sum(o.status == 'kept' for o in outcomes)} kept on {redact_url(s.amqp_url)}")
     delivered: list[str] = []
@@ -106,7 +114,7 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
         procs.append((name, p, metrics_port + i))
     click.echo(f"  workers: detect, route, notify (logs in {logdir})")
     deadline = time.time() + 60
-    while time.time() < deadline and not all(_metrics(port) is not None and _ready(port) for _, _, port in procs):
+    while time.time() < deadline and not all(_ready(port) for _, _, port in procs):
         time.sleep(0.5)
     sim = subprocess.Popen([sys.executable, "-m", "harewatch", "simulate", "--series", str(series), "--interval", "1m",
                             "--backfill", "2d", "--live-from", "3h", "--rate", str(rate), "--anomalies", "1%",
