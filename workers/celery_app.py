@@ -11,7 +11,7 @@ import logging
 
 import click
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
 from harewatch.settings import Settings, load_settings
 
@@ -105,6 +105,13 @@ def _sentry(settings: Settings) -> None:
 @worker_process_init.connect
 def _child_sentry(**_: object) -> None:  # prefork children need their own client
     _sentry(load_settings())
+
+
+@setup_logging.connect
+def _logging(**_: object) -> None:
+    """harewatch configures logging itself (text or JSON), for workers and beat alike."""
+    from harewatch.logs import setup_logging as configure
+    configure(load_settings())
 
 
 app = make_app()

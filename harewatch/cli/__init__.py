@@ -67,6 +67,8 @@ def main(ctx: click.Context, config: str | None, amqp_url: str | None, redis_url
     except ConfigError as exc:
         click.echo(f"harewatch: config error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    from harewatch.logs import setup_logging
+    setup_logging(settings)
     ctx.obj = Context(settings)
 
 

@@ -94,6 +94,10 @@ def check(ctx: Context, path: str | None) -> None:
     """Validate the config; exit 0 when it loads, 1 with the error when it does not."""
     try:
         cfg = _load(ctx, path)
+        from workers.notify.render import check_templates
+        dirs = {ctx.settings.templates_dir} | {str(i.settings["templates_dir"]) for r in cfg.routing.receivers.values()
+                                               for i in r.integrations if i.settings.get("templates_dir")}
+        n_templates = check_templates(tuple(sorted(d for d in dirs if d)))
     except ConfigError as exc:
         click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
@@ -102,4 +106,5 @@ def check(ctx: Context, path: str | None) -> None:
         click.echo(f"warning: {w}", err=True)
     n_routes = sum(1 for _ in rc.root.walk())
     click.echo(f"ok: {cfg.path}: {n_routes} routes, {len(rc.receivers)} receivers, "
-               f"{len(rc.inhibit_rules)} inhibit rules, channels: {', '.join(sorted(rc.channels())) or 'none'}")
+               f"{len(rc.inhibit_rules)} inhibit rules, channels: {', '.join(sorted(rc.channels())) or 'none'}, "
+               f"{n_templates} templates")

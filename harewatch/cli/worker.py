@@ -71,6 +71,8 @@ def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: s
     unknown = set(wanted) - set(have)
     if unknown:
         raise click.BadParameter(f"no notify queue for {sorted(unknown)}; configured channels: {have}")
+    from workers.notify.render import check_templates
+    check_templates(tuple(d for d in (ctx.settings.templates_dir,) if d))   # a broken template fails here
     argv = ["-Q", ",".join(names.notify_queue(c) for c in wanted), "-n", f"notify-{'-'.join(wanted)}@%h",
             "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,
             "--without-mingle", "--without-gossip"]

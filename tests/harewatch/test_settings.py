@@ -30,3 +30,16 @@ def test_durations_round_trip():
     assert format_duration(5400) == "1h30m" and format_duration(86400) == "1d" and format_duration(0) == "0s"
     with pytest.raises(ValueError):
         parse_duration("5 minutes")
+
+
+def test_json_logs_carry_fields(capsys):
+    import json
+    import logging
+
+    from harewatch.logs import setup_logging
+    setup_logging(load_settings({"HAREWATCH_LOG_FORMAT": "json", "HAREWATCH_LOG_LEVEL": "INFO"}))
+    logging.getLogger("harewatch.test").info("batch done", extra={"readings": 42})
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    doc = json.loads(line)
+    assert doc["message"] == "batch done" and doc["readings"] == 42 and doc["level"] == "info"
+    logging.getLogger().handlers.clear()
