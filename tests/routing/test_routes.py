@@ -132,3 +132,34 @@ def test_bare_alertmanager_config_and_unsupported_integrations(tmp_path):
     assert proc.returncode == 1 and "undefined receiver 'nobody'" in proc.stderr
     proc = run_cli(s, "routes", "test", "--config", str(bad), "a=b")
     assert proc.returncode != 0 and "bad.yml:1" in proc.stderr
+
+
+def test_time_intervals_mute_and_activate_routes():
+    from datetime import datetime, timezone
+    cfg = parse_config("""
+route:
+  receiver: ops
+  routes:
+    - matchers: ['team="payments"']
+      receiver: pay
+      mute_time_intervals: [weekends]
+    - matchers: ['team="search"']
+      receiver: search
+      active_time_intervals: [office]
+receivers: [{name: ops}, {name: pay}, {name: search}]
+time_intervals:
+  - name: weekends
+    time_intervals: [{weekdays: ['saturday:sunday']}]
+  - name: office
+    time_intervals: [{weekdays: ['monday:friday'], times: [{start_time: '09:00', end_time: '17:00'}]}]
+""", "t.yaml", env={})
+    rc = parse_routing(cfg.raw, cfg.path)
+    [pay] = rc.match({"team": "payments"})
+    [search] = rc.match({"team": "search"})
+    sat_noon = datetime(2027, 1, 16, 12, 0, tzinfo=timezone.utc).timestamp()
+    mon_noon = datetime(2027, 1, 18, 12, 0, tzinfo=timezone.utc).timestamp()
+    mon_night = datetime(2027, 1, 18, 22, 0, tzinfo=timezone.utc).timestamp()
+    assert rc.muted(pay, sat_noon) and not rc.muted(pay, mon_noon)
+    assert not rc.muted(search, mon_noon) and rc.muted(search, mon_night) and rc.muted(search, sat_noon)
+    e = cfg_error("route: {receiver: a, routes: [{receiver: a, mute_time_intervals: [nope]}]}\nreceivers: [{name: a}]\n")
+    assert "undefined time interval 'nope'" in str(e)
