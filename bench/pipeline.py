@@ -39,9 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 STEP, DAY = 300.0, 86400.0
 
 
-def make_readings(n_series: int, t0: float, n_points: int, seed: int = 0, spike_every: int = 0):
+def make_readings(n_series: int, t0: float, n_points: int, seed: int = 0):
     rng = np.random.default_rng(seed)
-    k = np.arange(n_points)
     out = []
     for i in range(n_points):
         t = t0 + i * STEP
@@ -50,7 +49,6 @@ def make_readings(n_series: int, t0: float, n_points: int, seed: int = 0, spike_
         for s in range(n_series):
             v = base + noise[s] + (s % 10)
             out.append({"metric": "bench_load", "value": round(float(v), 3), "ts": t, "labels": {"host": f"h{s}"}})
-    del k
     return out
 
 

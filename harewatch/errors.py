@@ -6,8 +6,9 @@
   file, line and field.
 - :class:`TransientError`: try again later (the broker holds the delay).
 - :class:`PermanentError`: dead-letter now, retrying cannot help.
-- :class:`BrokerUnreachable`, :class:`TopologyDrift`: operating problems
-  reported to the operator as they are.
+- :class:`BrokerUnreachable`, :class:`UnroutableMessage`: operating problems
+  reported to the operator as they are (topology drift is reported by
+  ``routing.declare`` as outcomes, not raised).
 """
 from __future__ import annotations
 
@@ -84,11 +85,3 @@ class UnroutableMessage(HarewatchError):
         super().__init__(message)
         self.routing_key = routing_key
         self.body = body
-
-
-class TopologyDrift(HarewatchError):
-    """A queue or exchange exists on the broker with other arguments than the config wants."""
-
-    def __init__(self, drifts: list["Drift"]) -> None:  # noqa: F821 - defined in routing.topology
-        self.drifts = drifts
-        super().__init__("; ".join(str(d) for d in drifts))

@@ -20,9 +20,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harewatch.messages import Reading, iso, series_name
+from harewatch.messages import AnomalyType, Reading, iso, series_name
 
-ANOMALY_TYPES = ("spike", "dip", "level_shift", "variance_change", "flatline", "missing_data")
+ANOMALY_TYPES = tuple(t.value for t in AnomalyType)
 KINDS = ("traffic", "latency", "cpu", "sensor", "orders", "gauge", "random_walk")
 _METRIC = {"traffic": "http_requests", "latency": "http_latency_ms", "cpu": "cpu_util", "sensor": "temperature_c",
            "orders": "orders_per_min", "gauge": "worker_pool_size", "random_walk": "disk_used_gb"}
@@ -59,7 +59,6 @@ class Truth:
     start: float
     end: float
     magnitude: float
-    start_index: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"series": self.series, "type": self.type, "start": iso(self.start), "end": iso(self.end),
@@ -209,7 +208,7 @@ class Simulator:
                     mag = float(dur)
                 if spec.kind in ("traffic", "orders", "gauge"):
                     x[sl] = np.round(x[sl])
-                truth.append(Truth(spec.name, typ, float(t[p]), float(t[min(p + dur, n_points) - 1]), abs(mag), p))
+                truth.append(Truth(spec.name, typ, float(t[p]), float(t[min(p + dur, n_points) - 1]), abs(mag)))
         if spec.kind in ("traffic", "orders", "gauge", "latency", "cpu"):
             x = np.maximum(x, 0.0)      # counts, latencies and percentages are never negative
         if spec.kind in ("traffic", "orders", "gauge"):

@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping
 
 from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
+from routing.topology import Channel
 from routing.yamlpos import LDict, LList, load_yaml
 from workers.detection.detector import DetectorSettings
 
@@ -26,7 +27,7 @@ _D = DetectorSettings()   # the detector's own defaults are the config's default
 SENSITIVITY_STEP = 1.0    # score threshold between low, medium and high sensitivity
 SENSITIVITY = {"low": _D.threshold + SENSITIVITY_STEP, "medium": _D.threshold, "high": _D.threshold - SENSITIVITY_STEP}
 
-KNOWN_CHANNELS = ("email", "slack", "webhook", "pagerduty", "msteams", "dingtalk", "wecom", "console")
+KNOWN_CHANNELS = tuple(c.value for c in Channel)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]*$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 

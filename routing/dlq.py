@@ -11,6 +11,7 @@ point, nothing is lost and at most the message in flight is doubled.
 from __future__ import annotations
 
 import fnmatch
+from contextlib import contextmanager
 import json
 import time
 from dataclasses import dataclass
@@ -60,6 +61,11 @@ class DeadLetter:
         death = (self.headers.get("x-death") or [{}])[0]
         t = death.get("time")
         return float(t.timestamp() if hasattr(t, "timestamp") else t) if t else None
+
+    @classmethod
+    def from_get(cls, method: Any, props: Any, body: bytes) -> "DeadLetter":
+        """From a basic.get result."""
+        return cls(method.delivery_tag, method.routing_key, dict(props.headers or {}), body, props)
 
     def task(self) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
         try:
@@ -129,8 +135,7 @@ class DLQ:
                 if n:
                     m, props, body = ch.basic_get(q, auto_ack=False)
                     if m is not None:
-                        dl = DeadLetter(m.delivery_tag, m.routing_key, dict(props.headers or {}), body, props)
-                        fs = dl.first_seen
+                        fs = DeadLetter.from_get(m, props, body).first_seen
                         age = round(time.time() - fs) if fs else None
                         ch.basic_nack(m.delivery_tag, requeue=True)
                 out.append({"queue": q, "messages": n, "oldest_age_s": age})
@@ -138,86 +143,82 @@ class DLQ:
             conn.close()
         return out
 
-    def _iterate(self, ch: Any, queue: str, limit: int | None) -> Iterator[DeadLetter]:
-        n = ch.queue_declare(queue, passive=True).method.message_count
-        seen = 0
-        while seen < n and (limit is None or seen < limit):
-            m, props, body = ch.basic_get(queue, auto_ack=False)
-            if m is None:
-                return
-            seen += 1
-            yield DeadLetter(m.delivery_tag, m.routing_key, dict(props.headers or {}), body, props)
-
-    def show(self, queue: str, limit: int = 20) -> list[DeadLetter]:
+    @contextmanager
+    def _scan(self, queue: str, limit: int | None = None
+              ) -> Iterator[tuple[Any, Iterator[DeadLetter], Callable[[DeadLetter], None]]]:
+        """(connection, the queue's messages one by one, ack). Every message not acked goes back to
+        the queue at the end; if anything fails, closing the connection puts them back."""
         conn = pika.BlockingConnection(pika_parameters(self.settings))
+        ch = conn.channel()
+        pending: dict[int, DeadLetter] = {}
+
+        def items() -> Iterator[DeadLetter]:
+            n = ch.queue_declare(queue, passive=True).method.message_count
+            for _ in range(n if limit is None else min(n, limit)):
+                m, props, body = ch.basic_get(queue, auto_ack=False)
+                if m is None:
+                    return
+                dl = DeadLetter.from_get(m, props, body)
+                pending[dl.tag] = dl
+                yield dl
+
+        def ack(dl: DeadLetter) -> None:
+            ch.basic_ack(dl.tag)
+            pending.pop(dl.tag, None)
+
         try:
-            ch = conn.channel()
-            got = list(self._iterate(ch, queue, limit))
-            for dl in got:
-                ch.basic_nack(dl.tag, requeue=True)
-            return got
+            yield conn, items(), ack
+            for tag in pending:
+                ch.basic_nack(tag, requeue=True)
         finally:
             conn.close()
+
+    def show(self, queue: str, limit: int = 20) -> list[DeadLetter]:
+        with self._scan(queue, limit) as (_, items, _ack):
+            return list(items)
 
     def replay(self, queue: str, limit: int | None = None, where: dict[str, str] | None = None,
                older_than: float | None = None, dry_run: bool = False,
                on_each: Callable[[DeadLetter], None] | None = None) -> int:
         """Republish matching messages to ``alerts`` (confirmed), then ack each; returns how many."""
-        where = where or {}
         now = time.time()
-        conn = pika.BlockingConnection(pika_parameters(self.settings))
         done = 0
-        try:
-            ch = conn.channel()
+        with self._scan(queue) as (conn, items, ack):
             pub = conn.channel()
             pub.confirm_delivery()
-            keep = []
-            for dl in self._iterate(ch, queue, None):
-                if (limit is not None and done >= limit) or not matches(dl, where, older_than, now):
-                    keep.append(dl.tag)
+            for dl in items:
+                if (limit is not None and done >= limit) or not matches(dl, where or {}, older_than, now):
                     continue
                 if not dry_run:
-                    args, kwargs, embed = dl.task()
-                    if kwargs:
-                        kwargs["attempt"] = 1
-                        kwargs["last_error"] = ""
-                        body = json.dumps([args, kwargs, embed]).encode()
-                    else:
-                        body = dl.body
-                    headers = {k: v for k, v in dl.headers.items() if not k.startswith("x-")}
-                    headers["x-harewatch-replayed"] = int(dl.headers.get("x-harewatch-replayed", 0)) + 1
-                    p = dl.properties
-                    pub.basic_publish(self.names.alerts, dl.original_routing_key, body, pika.BasicProperties(
-                        content_type=p.content_type, content_encoding=p.content_encoding, delivery_mode=2,
-                        correlation_id=p.correlation_id, headers=headers), mandatory=True)
-                    ch.basic_ack(dl.tag)       # only after the broker confirmed the copy
-                else:
-                    keep.append(dl.tag)
+                    pub.basic_publish(self.names.alerts, dl.original_routing_key, *self._replay_copy(dl),
+                                      mandatory=True)
+                    ack(dl)       # only after the broker confirmed the copy
                 done += 1
                 if on_each:
                     on_each(dl)
-            for tag in keep:
-                ch.basic_nack(tag, requeue=True)
-        finally:
-            conn.close()
         return done
 
+    @staticmethod
+    def _replay_copy(dl: DeadLetter) -> tuple[bytes, Any]:
+        """The body (attempts reset) and properties of a replayed message."""
+        args, kwargs, embed = dl.task()
+        body = dl.body
+        if kwargs:
+            kwargs["attempt"] = 1
+            kwargs["last_error"] = ""
+            body = json.dumps([args, kwargs, embed]).encode()
+        headers = {k: v for k, v in dl.headers.items() if not k.startswith("x-")}
+        headers["x-harewatch-replayed"] = int(dl.headers.get("x-harewatch-replayed", 0)) + 1
+        p = dl.properties
+        return body, pika.BasicProperties(content_type=p.content_type, content_encoding=p.content_encoding,
+                                          delivery_mode=2, correlation_id=p.correlation_id, headers=headers)
+
     def purge(self, queue: str, where: dict[str, str] | None = None, older_than: float | None = None) -> int:
-        where = where or {}
         now = time.time()
-        conn = pika.BlockingConnection(pika_parameters(self.settings))
         n = 0
-        try:
-            ch = conn.channel()
-            keep = []
-            for dl in self._iterate(ch, queue, None):
-                if matches(dl, where, older_than, now):
-                    ch.basic_ack(dl.tag)
+        with self._scan(queue) as (_, items, ack):
+            for dl in items:
+                if matches(dl, where or {}, older_than, now):
+                    ack(dl)
                     n += 1
-                else:
-                    keep.append(dl.tag)
-            for tag in keep:
-                ch.basic_nack(tag, requeue=True)
-        finally:
-            conn.close()
         return n

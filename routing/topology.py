@@ -141,6 +141,7 @@ class Topology:
     exchanges: list[Exchange] = field(default_factory=list)
     queues: list[Queue] = field(default_factory=list)
     descriptions: dict[str, str] = field(default_factory=dict)
+    notify_queues: dict[str, Queue] = field(default_factory=dict)   # channel -> notify.<channel>
 
     def exchange(self, name: str) -> Exchange:
         return next(e for e in self.exchanges if e.name == name)
@@ -216,10 +217,11 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
 
     for ch in sorted(set(channels)):
         qn = n.notify_queue(ch)
-        add(Queue(qn, durable=True, bindings=[binding(ex_alerts, routing_key=f"{ch}.#")],
-                  queue_arguments=quorum_args(f"Notifications waiting to be sent by {ch}",
-                                              dlx=n.notify_dlx, dl_key=qn,
-                                              delivery_limit=DELIVERY_LIMIT_NOTIFY)))
+        t.notify_queues[ch] = Queue(qn, durable=True, bindings=[binding(ex_alerts, routing_key=f"{ch}.#")],
+                                    queue_arguments=quorum_args(f"Notifications waiting to be sent by {ch}",
+                                                                dlx=n.notify_dlx, dl_key=qn,
+                                                                delivery_limit=DELIVERY_LIMIT_NOTIFY))
+        add(t.notify_queues[ch])
         add(Queue(n.dlq(qn), durable=True, bindings=[binding(ex_dlx, routing_key=qn)],
                   queue_arguments=quorum_args(f"{ch} notifications that failed for good; "
                                               f"harewatch dlq show/replay {qn}.dlq")))

@@ -27,7 +27,8 @@ def _no_native_delayed_delivery() -> None:
 
 
 def make_app(settings: Settings | None = None) -> Celery:
-    settings = settings or load_settings()
+    from workers import runtime
+    settings = settings or runtime.settings()
     _no_native_delayed_delivery()
     from routing.topology import Names, quorum_args
     from kombu import Queue
@@ -37,11 +38,12 @@ def make_app(settings: Settings | None = None) -> Celery:
         "harewatch internal tasks: model refits, missing-data checks, router flushes"))
     queues = [tasks_q]
     try:  # the notify queues, declared exactly as the topology has them, so `-Q notify.<channel>` works
-        from routing.loader import load_full_config
         from routing.topology import topology_from_config
-        topo = topology_from_config(load_full_config(settings.config), settings.prefix)
-        queues += [q for q in topo.queues if q.name.startswith(names.p("notify.")) and not q.name.endswith(".dlq")
-                   and ".retry." not in q.name]
+        cfg = runtime.config() if settings is runtime.settings() else None
+        if cfg is None:
+            from routing.loader import load_full_config
+            cfg = load_full_config(settings.config)
+        queues += list(topology_from_config(cfg, settings.prefix).notify_queues.values())
     except Exception as exc:  # noqa: BLE001 - a bad config is reported by whoever loads it next
         log.debug("notify queues not known yet: %s", exc)
     app = Celery("harewatch")

@@ -16,13 +16,13 @@ import time
 from typing import Any
 
 import redis
-from celery import bootsteps
 from kombu import Consumer, Producer
 
 from harewatch.messages import AnomalyEvent
 from workers import runtime
 from workers.celery_app import app
 from workers.engine import Engine, InMessage, Invalid
+from workers.steps import TimedConsumerStep
 
 log = logging.getLogger("harewatch.detect")
 
@@ -122,10 +122,11 @@ def publish_events(events: list[AnomalyEvent]) -> None:
         pub.conn.release()
 
 
-class DetectConsumer(bootsteps.ConsumerStep):
+class DetectConsumer(TimedConsumerStep):
     """``--detect METRICS``: consume those detect queues in this worker."""
 
     name = "harewatch.detect"
+    interval = FLUSH_INTERVAL
 
     def __init__(self, parent: Any, detect: str | None = None, **kwargs: Any) -> None:
         self.which = detect
@@ -137,7 +138,6 @@ class DetectConsumer(bootsteps.ConsumerStep):
         self.first_at = 0.0
         self.engine: Engine | None = None
         self.out: Publisher | None = None
-        self.tref: Any = None
         self.retry_at = 0.0
         self.stats = {"readings": 0, "invalid": 0, "anomalies": 0, "batches": 0}
         super().__init__(parent, **kwargs)
@@ -155,21 +155,16 @@ class DetectConsumer(bootsteps.ConsumerStep):
         return [Consumer(channel, queues=queues, on_message=self.on_message, prefetch_count=PREFETCH,
                          no_ack=False, auto_declare=True)]
 
-    def start(self, c: Any) -> None:
-        super().start(c)
-        self.tref = c.timer.call_repeatedly(FLUSH_INTERVAL, self.flush)
+    def on_tick(self) -> None:
+        self.flush()
 
-    def stop(self, c: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
+    def before_stop(self) -> None:
         try:
             self.flush()
             if self.unacked:
                 self.checkpoint()
         except Exception:  # noqa: BLE001 - unacked messages will be redelivered
             log.exception("final flush failed")
-        super().stop(c)
 
     def on_message(self, message: Any) -> None:
         if not self.buffer:

@@ -16,12 +16,12 @@ import uuid
 from typing import Any
 
 import redis
-from celery import bootsteps
 from kombu import Consumer
 
 from workers import runtime
 from workers.celery_app import app
 from workers.router import Router
+from workers.steps import TimedConsumerStep
 
 log = logging.getLogger("harewatch.route")
 TICK = 1.0
@@ -41,13 +41,13 @@ def send_notification(routing_key: str, note: dict[str, Any]) -> None:
                   retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3})
 
 
-class RouteConsumer(bootsteps.ConsumerStep):
+class RouteConsumer(TimedConsumerStep):
     name = "harewatch.route"
+    interval = TICK
 
     def __init__(self, parent: Any, route: bool = False, **kwargs: Any) -> None:
         self.enabled = bool(route)
         self.router: Router | None = None
-        self.tref: Any = None
         self.token = uuid.uuid4().hex
         super().__init__(parent, **kwargs)
 
@@ -60,16 +60,6 @@ class RouteConsumer(bootsteps.ConsumerStep):
         q = topology_from_config(cfg, s.prefix).queue(runtime.names().alerts_route)
         log.info("router consuming %s", q.name)
         return [Consumer(channel, queues=[q], on_message=self.on_message, prefetch_count=100, no_ack=False)]
-
-    def start(self, c: Any) -> None:
-        super().start(c)
-        self.tref = c.timer.call_repeatedly(TICK, self.tick)
-
-    def stop(self, c: Any) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
-            self.tref = None
-        super().stop(c)
 
     def on_message(self, message: Any) -> None:
         assert self.router is not None
@@ -89,7 +79,7 @@ class RouteConsumer(bootsteps.ConsumerStep):
             return
         message.ack()
 
-    def tick(self) -> None:
+    def on_tick(self) -> None:
         if self.router is None:
             return
         try:

@@ -134,8 +134,9 @@ class Router:
         self.r.hset(self.k("silences"), s.id, json.dumps(s.__dict__))
         return True
 
-    def silenced(self, labels: Mapping[str, str], now: float, silences: list[Silence]) -> bool:
-        return any(s.active(now) and matches_all(s.parsed(), labels) for s in silences)
+    @staticmethod
+    def silenced(labels: Mapping[str, str], active_silences: list[list[Matcher]]) -> bool:
+        return any(matches_all(ms, labels) for ms in active_silences)
 
     # -- dispatch ---------------------------------------------------------------
     def tick(self, send: Callable[[str, dict[str, Any]], None], now: float | None = None) -> int:
@@ -144,7 +145,7 @@ class Router:
         due = [g.decode() for g in self.r.zrangebyscore(self.k("due"), 0, now)]
         if not due:
             return 0
-        silences = self.silences()
+        silences = [s.parsed() for s in self.silences() if s.active(now)]
         firing_afps = [a.decode() for a in self.r.zrangebyscore(self.k("firing"), now, "+inf")]
         firing_labels = [json.loads(v)["labels"] for v in self.r.mget([self.k("alert", a) for a in firing_afps])
                          if v] if firing_afps and self.rc.inhibit_rules else []
@@ -153,7 +154,7 @@ class Router:
             sent += self._flush(gk, now, send, silences, firing_labels)
         return sent
 
-    def _flush(self, gk: str, now: float, send: Callable[[str, dict[str, Any]], None], silences: list[Silence],
+    def _flush(self, gk: str, now: float, send: Callable[[str, dict[str, Any]], None], silences: list[list[Matcher]],
                firing_labels: list[dict[str, str]]) -> int:
         graw = self.r.get(self.k("group", gk))
         route = self.routes.get(json.loads(graw)["route"]) if graw else None
@@ -168,7 +169,7 @@ class Router:
         muted_route = self.rc.muted(route, now)
         visible_firing = []
         for a in firing:
-            if self.silenced(a["labels"], now, silences):
+            if self.silenced(a["labels"], silences):
                 continue
             if self.rc.inhibit_rules and self.rc.inhibited_by(a["labels"], firing_labels) is not None:
                 continue

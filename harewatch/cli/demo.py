@@ -99,9 +99,7 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     py = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--without-mingle", "--without-gossip",
           "--loglevel", "INFO"]
     tasks_q = s.prefix + "harewatch.tasks"
-    notify_qs = ",".join(q.name for q in topology_from_config(cfg, s.prefix).queues
-                         if q.name.startswith(s.prefix + "notify.") and not q.name.endswith(".dlq")
-                         and ".retry." not in q.name)
+    notify_qs = ",".join(q.name for q in topology_from_config(cfg, s.prefix).notify_queues.values())
     specs = [("detect", ["--detect", "all", "-Q", tasks_q, "-n", "detect@%h", "--concurrency", "1", "-B"]),
              ("route", ["--route", "-Q", tasks_q, "-n", "route@%h", "--concurrency", "1"]),
              ("notify", ["-Q", notify_qs, "-n", "notify@%h", "--pool", "threads", "--concurrency", "4"])]

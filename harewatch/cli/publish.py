@@ -65,6 +65,8 @@ def cli(ctx: Context, metric: str | None, value: float | None, labels: tuple[str
         return
     if metric is not None:
         raise click.UsageError("give either METRIC VALUE or --file, not both")
+    if fast and speed:
+        raise click.UsageError("--speed and --as-fast-as-possible contradict each other")
     factor = _speed(speed)
     published, rejected = publish_file(ctx, path, fmt, factor, batch, _kv(extra), quiet)
     click.echo(f"{published} readings published, {rejected} lines rejected", err=False)

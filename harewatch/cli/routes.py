@@ -11,6 +11,10 @@ from harewatch.cli import Context, pass_ctx
 from harewatch.errors import ConfigError
 
 
+def _group_by(timings: dict[str, Any]) -> str:
+    return "..." if timings["group_by"] == "..." else ",".join(timings["group_by"])
+
+
 def _load(ctx: Context, path: str | None) -> Any:
     from routing.loader import load_full_config
     return load_full_config(path or ctx.settings.config)
@@ -56,8 +60,7 @@ def test(ctx: Context, labels: tuple[str, ...], path: str | None, as_json: bool,
         return
     for r in routes:
         t = r.timings()
-        gb = "[...]" if t["group_by"] == "..." else "[" + ",".join(t["group_by"]) + "]"
-        click.echo(f"{t['receiver']}  group_by={gb} group_wait={t['group_wait']} "
+        click.echo(f"{t['receiver']}  group_by=[{_group_by(t)}] group_wait={t['group_wait']} "
                    f"group_interval={t['group_interval']} repeat_interval={t['repeat_interval']}")
 
 
@@ -71,7 +74,7 @@ def show(ctx: Context, path: str | None) -> None:
         ms = ", ".join(str(m) for m in r.matchers) or ("(root: every alert)" if depth == 0 else "(every alert)")
         cont = "  continue" if r.continue_ else ""
         t = r.timings()
-        gb = "..." if t["group_by"] == "..." else ",".join(t["group_by"])
+        gb = _group_by(t)
         ints = ""
         if r.mute_time_intervals:
             ints += f" mute={','.join(r.mute_time_intervals)}"

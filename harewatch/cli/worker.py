@@ -64,9 +64,7 @@ def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: s
     """Send notifications from notify.<channel> queues (retries held by the broker, DLQ when they fail)."""
     from routing.topology import Names, topology_from_config
     names = Names(ctx.settings.prefix)
-    topo = topology_from_config(ctx.config, ctx.settings.prefix)
-    have = sorted(q.name.removeprefix(names.p("notify.")) for q in topo.queues
-                  if q.name.startswith(names.p("notify.")) and not q.name.endswith(".dlq") and ".retry." not in q.name)
+    have = sorted(topology_from_config(ctx.config, ctx.settings.prefix).notify_queues)
     wanted = have if channels == "all" else [c.strip() for c in channels.split(",") if c.strip()]
     unknown = set(wanted) - set(have)
     if unknown:
