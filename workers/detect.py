@@ -11,6 +11,7 @@ recognised by the detector.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -19,8 +20,7 @@ import redis
 from kombu import Consumer, Producer
 
 from harewatch.messages import AnomalyEvent
-from workers import runtime
-from workers.celery_app import app
+from workers import metrics, runtime
 from workers.engine import Engine, InMessage, Invalid
 from workers.steps import TimedConsumerStep
 
@@ -64,6 +64,7 @@ class Publisher:
     """Confirmed publishes of anomaly events and invalid readings on a connection of its own."""
 
     def __init__(self, celery_app: Any) -> None:
+        self.app = celery_app
         self.conn = celery_app.connection_for_write()
         self.names = runtime.names()
         self.producer: Producer | None = None
@@ -87,13 +88,13 @@ class Publisher:
             self.publish(ev.to_json(), self.names.anomalies, ev.routing_key(), content_type="application/json",
                          content_encoding="utf-8", message_id=ev.id, headers={"x-harewatch-schema": ev.schema})
 
-    def invalid(self, items: list[Invalid], queue: str = "") -> None:
+    def invalid(self, items: list[Invalid]) -> None:
         for it in items:
             m, e = it.message, it.error
             headers = dict(m.headers or {})
             headers.update({"x-harewatch-reason": e.reason, "x-harewatch-error": str(e)[:1000],
                             "x-original-exchange": m.exchange, "x-original-routing-key": m.routing_key,
-                            "x-harewatch-queue": queue})
+                            "x-harewatch-queue": m.queue})
             if e.line is not None:
                 headers["x-harewatch-line"] = e.line
             if e.field:
@@ -107,7 +108,7 @@ class Publisher:
             self.conn.release()
         except Exception:  # noqa: BLE001
             pass
-        self.conn = app.connection_for_write()
+        self.conn = self.app.connection_for_write()
         self.producer = None
 
 
@@ -115,7 +116,7 @@ def publish_events(events: list[AnomalyEvent]) -> None:
     """Publish anomaly events (confirmed) on a short-lived connection: for periodic tasks."""
     if not events:
         return
-    pub = Publisher(app)
+    pub = Publisher(runtime.app())
     try:
         pub.events(events)
     finally:
@@ -129,16 +130,19 @@ class DetectConsumer(TimedConsumerStep):
     interval = FLUSH_INTERVAL
 
     def __init__(self, parent: Any, detect: str | None = None, **kwargs: Any) -> None:
+        self.app = parent.app
         self.which = detect
         self.enabled = bool(detect)
         self.buffer: list[Any] = []
         self.unacked: list[Any] = []          # scored, anomalies published, state not yet saved
         self.refits: list[tuple[str, str, int]] = []
+        self.pending: list[tuple[Any, float]] = []   # batch results not yet acked (for the counters)
         self.last_checkpoint = time.monotonic()
         self.first_at = 0.0
         self.engine: Engine | None = None
         self.out: Publisher | None = None
         self.retry_at = 0.0
+        self.failures = 0
         self.stats = {"readings": 0, "invalid": 0, "anomalies": 0, "batches": 0}
         super().__init__(parent, **kwargs)
 
@@ -148,12 +152,13 @@ class DetectConsumer(TimedConsumerStep):
         if self.engine is None:
             self.engine = Engine(cfg, runtime.store())
         self.engine.reset()         # we may have lost single-active-consumer status meanwhile
-        self.buffer, self.unacked, self.refits = [], [], []
+        self.buffer, self.unacked, self.refits, self.pending = [], [], [], []
         if self.out is None:
-            self.out = Publisher(app)
+            self.out = Publisher(self.app)
         log.info("detection consuming %s", ", ".join(q.name for q in queues))
-        return [Consumer(channel, queues=queues, on_message=self.on_message, prefetch_count=PREFETCH,
-                         no_ack=False, auto_declare=True)]
+        # one consumer per queue, so a rejected reading can name the queue it came from
+        return [Consumer(channel, queues=[q], on_message=functools.partial(self.on_message, queue=q.name),
+                         prefetch_count=PREFETCH, no_ack=False, auto_declare=True) for q in queues]
 
     def on_tick(self) -> None:
         self.flush()
@@ -166,15 +171,22 @@ class DetectConsumer(TimedConsumerStep):
         except Exception:  # noqa: BLE001 - unacked messages will be redelivered
             log.exception("final flush failed")
 
-    def on_message(self, message: Any) -> None:
+    def on_message(self, message: Any, queue: str = "") -> None:
         if not self.buffer:
             self.first_at = time.monotonic()
+        message.harewatch_queue = queue
         self.buffer.append(message)
         if len(self.buffer) >= MAX_BATCH:
             self.flush()
 
     def flush(self) -> None:
-        """Score what is buffered; every CHECKPOINT, save states and ack (the timer calls this)."""
+        """Score what is buffered; every CHECKPOINT, save states and ack (the timer calls this).
+
+        Any failure (Redis or the broker away, an exchange deleted, a bug) acks
+        nothing: every message not yet acknowledged is scored again from the
+        saved state after a back-off, so a reading is acked only once it was
+        scored and everything it caused was confirmed.
+        """
         if time.monotonic() < self.retry_at:
             return
         try:
@@ -185,28 +197,39 @@ class DetectConsumer(TimedConsumerStep):
             if self.unacked and (time.monotonic() - self.last_checkpoint >= CHECKPOINT
                                  or len(self.unacked) >= PREFETCH * 0.6):
                 self.checkpoint()
-            self.retry_at = 0.0
-        except (redis.RedisError, OSError, ConnectionError) as exc:
-            # Redis or the broker is away: nothing unsaved is acked; score it all again shortly
-            log.warning("%d messages deferred: %s", len(self.unacked), exc)
+            self.retry_at, self.failures = 0.0, 0
+        except Exception as exc:  # noqa: BLE001 - whatever failed, defer rather than lose
+            self.failures += 1
+            delay = min(30.0, 0.5 * 2 ** min(self.failures, 6))
+            log.warning("%d messages deferred for %.1fs: %s", len(self.unacked) + len(self.buffer), delay,
+                        exc or type(exc).__name__)
             self.buffer = self.unacked + self.buffer
-            self.unacked, self.refits = [], []
-            self.retry_at = time.monotonic() + 1.0
+            self.unacked, self.refits, self.pending = [], [], []
+            self.retry_at = time.monotonic() + delay
             if self.engine:
                 self.engine.reset()
+            if self.out:
+                self.out.close()
 
     def checkpoint(self) -> None:
         """Save every changed state, ask for refits, then ack all scored messages at once."""
         assert self.engine is not None
         self.engine.persist()
         for fp, metric, upto in self.refits:
-            app.send_task("harewatch.refit", args=[fp, metric, upto])
+            self.app.send_task("harewatch.refit", args=[fp, metric, upto])
         self.refits = []
         last = self.unacked[-1]
         last.channel.basic_ack(last.delivery_tag, multiple=True)
         for m in self.unacked:
             m._state = "ACK"
         self.unacked = []
+        for res, seconds in self.pending:   # counted once acked, so a retried batch is not counted twice
+            self.stats["readings"] += res.scored + res.late
+            self.stats["invalid"] += len(res.invalid)
+            self.stats["anomalies"] += len(res.events)
+            self.stats["batches"] += 1
+            metrics.record_batch(res, seconds)
+        self.pending = []
         self.last_checkpoint = time.monotonic()
 
     def _score(self, batch: list[Any]) -> None:
@@ -222,16 +245,10 @@ class DetectConsumer(TimedConsumerStep):
             # states may be half-updated: start again from what is saved, with every unsaved message
             self.engine.reset()
             res = self._one_by_one([self._in(m) for m in self.unacked])
-        queue = batch[0].delivery_info.get("routing_key", "") if batch else ""
-        self.out.invalid(res.invalid, queue)
+        self.out.invalid(res.invalid)
         self.out.events(res.events)
         self.refits.extend(res.refits)
-        self.stats["readings"] += res.readings
-        self.stats["invalid"] += len(res.invalid)
-        self.stats["anomalies"] += len(res.events)
-        self.stats["batches"] += 1
-        from workers import metrics
-        metrics.record_batch(res, time.monotonic() - t0)
+        self.pending.append((res, time.monotonic() - t0))
 
     def _one_by_one(self, msgs: list[InMessage]) -> Any:
         from harewatch.errors import InvalidInput
@@ -255,14 +272,28 @@ class DetectConsumer(TimedConsumerStep):
 
     @staticmethod
     def _in(m: Any) -> InMessage:
+        """The engine's view of a kombu message; never raises, whatever the client sent."""
         props = m.properties or {}
         ts = props.get("timestamp")
         if hasattr(ts, "timestamp"):
             ts = ts.timestamp()
+        try:
+            ts = float(ts) if ts else None
+        except (TypeError, ValueError):
+            ts = None
         di = m.delivery_info or {}
-        return InMessage(body=m.body if isinstance(m.body, bytes) else bytes(m.body), content_type=m.content_type,
-                         timestamp=float(ts) if ts else None, routing_key=di.get("routing_key", ""),
-                         exchange=di.get("exchange", ""), headers=m.headers or {}, tag=m.delivery_tag)
+        return InMessage(body=as_bytes(m.body), content_type=m.content_type, timestamp=ts,
+                         routing_key=di.get("routing_key", ""), exchange=di.get("exchange", ""),
+                         headers=m.headers or {}, tag=m.delivery_tag, queue=getattr(m, "harewatch_queue", ""))
 
 
-app.steps["consumer"].add(DetectConsumer)
+def as_bytes(body: Any) -> bytes:
+    """A message body as bytes: py-amqp hands an empty body over as ``''`` and kombu may decode text."""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return b"" if body is None else str(body).encode("utf-8", "replace")
+

@@ -36,6 +36,7 @@ class InMessage:
     exchange: str = ""
     headers: Mapping[str, Any] = field(default_factory=dict)
     tag: Any = None
+    queue: str = ""
 
 
 @dataclass
@@ -104,7 +105,6 @@ class Engine:
                 continue
             readings.extend(got)
         out.readings += len(readings)
-        self.unsaved_readings += len(readings)
         return readings
 
     # -- scoring ------------------------------------------------------------------
@@ -150,6 +150,7 @@ class Engine:
             self.dirty.add(fp)
             if st.last_ts is not None:
                 self.last_seen[fp] = st.last_ts
+        self.unsaved_readings += out.scored + out.late   # a redelivered reading is a duplicate: not counted again
         while len(self.cache) > self.cache_size:
             fp, _ = self.cache.popitem(last=False)
             if fp in self.dirty:  # never evict unsaved work: put it back and stop

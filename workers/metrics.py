@@ -40,7 +40,7 @@ def default() -> Metrics:
 
 def record_batch(res: Any, seconds: float) -> None:
     m = default()
-    m.readings.inc(res.readings)
+    m.readings.inc(res.scored + res.late)   # redeliveries are duplicates, not new readings
     for inv in res.invalid:
         m.invalid.labels(inv.error.reason).inc()
     import time

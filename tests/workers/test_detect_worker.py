@@ -14,7 +14,7 @@ import pytest
 from harewatch.messages import fingerprint
 from producers.publisher import Publisher
 from tests.conftest import get_all
-from tests.workers.conftest import queue_depth
+from tests.conftest import queue_depth
 from workers.detection.detector import SeriesState
 from workers.store import StateStore
 
@@ -125,19 +125,72 @@ def test_garbage_is_dead_lettered_with_reason_and_worker_survives(wsettings, wor
 def test_sigkill_mid_batch_loses_nothing(wsettings, worker_factory, watch):
     n = int(2.5 * DAY / STEP)
     readings = series_data(40, 2.5, spike_at=n - 3, seed=3)
+    half = len(readings) // 2
     with Publisher(settings=wsettings, batch_size=8) as pub:   # a backlog of many small messages
-        pub.publish(readings)
+        pub.publish(readings[:half])
     w = worker_factory(wsettings, "--detect", "all", "-Q", wsettings.prefix + "harewatch.tasks", name="k1").start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sum(scored(wsettings, readings).values()) < len(readings) // 4:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(scored(wsettings, readings).values()) < half // 4:
         time.sleep(0.05)
-    w.kill()   # SIGKILL the whole worker, mid-stream
-    assert 0 < sum(scored(wsettings, readings).values()) < len(readings)
+    w.kill()   # SIGKILL the whole worker, at an observed point mid-stream
+    assert 0 < sum(scored(wsettings, readings).values()) < len(readings)   # the rest is not even published
+    with Publisher(settings=wsettings, batch_size=8) as pub:
+        pub.publish(readings[half:])
     worker_factory(wsettings, "--detect", "all", "-Q", wsettings.prefix + "harewatch.tasks", name="k2").start()
     wait_scored(wsettings, readings)
     events = watch(lambda s: len(big_spikes(s)) >= 40)
     assert len(big_spikes(events)) == 40
     assert queue_depth(wsettings, "readings.invalid") == 0
+
+
+def test_exchange_deleted_mid_run_defers_until_restored(wsettings, worker_factory, watch):
+    """Nothing is acked while its anomaly cannot be published: the spike goes out once the exchange is back."""
+    n = int(2.5 * DAY / STEP)
+    readings = series_data(1, 2.5, spike_at=n - 1, seed=4)
+    w = worker_factory(wsettings, "--detect", "all", "-Q", wsettings.prefix + "harewatch.tasks").start()
+    conn = pika.BlockingConnection(pika.URLParameters(wsettings.amqp_url))
+    conn.channel().exchange_delete(wsettings.prefix + "anomalies")
+    with Publisher(settings=wsettings, batch_size=100) as pub:
+        pub.publish(readings)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "deferred" not in w.text():
+        time.sleep(0.1)
+    assert "deferred" in w.text()
+    deadline = time.monotonic() + 30   # the management API's figures lag by a few seconds
+    while time.monotonic() < deadline and queue_depth(wsettings, "detect.default") == 0:
+        time.sleep(0.5)
+    assert queue_depth(wsettings, "detect.default") > 0    # held, not acked
+    from routing.config import load_config
+    from routing.declare import declare
+    from routing.topology import topology_from_config
+    declare(topology_from_config(load_config(wsettings.config), wsettings.prefix), wsettings)
+    watch.rebind()
+    events = watch(lambda s: len(big_spikes(s)) >= 1, timeout=90)
+    assert len(big_spikes(events)) == 1
+    wait_scored(wsettings, readings)
+    conn.close()
+
+
+def test_empty_bodies_go_to_invalid_and_nothing_around_them_is_lost(wsettings, worker_factory):
+    readings = series_data(1, 0.3, seed=6)
+    w = worker_factory(wsettings, "--detect", "all", "-Q", wsettings.prefix + "harewatch.tasks").start()
+    conn = pika.BlockingConnection(pika.URLParameters(wsettings.amqp_url))
+    ch = conn.channel()
+    ch.confirm_delivery()
+    for i, r in enumerate(readings):
+        ch.basic_publish(wsettings.prefix + "readings", "test_load.h", json.dumps(r).encode(),
+                         pika.BasicProperties(content_type="application/json", delivery_mode=2))
+        if i % 20 == 10:
+            ch.basic_publish(wsettings.prefix + "readings", "test_load.h", b"",
+                             pika.BasicProperties(content_type="application/json" if i % 40 else None,
+                                                  delivery_mode=2))
+    wait_scored(wsettings, readings)
+    empties = sum(1 for i in range(len(readings)) if i % 20 == 10)
+    invalid = get_all(ch, wsettings.prefix + "readings.invalid", expect=empties, timeout=30)
+    conn.close()
+    assert len(invalid) == empties
+    assert {p.headers["x-harewatch-queue"] for _, p, _ in invalid} == {wsettings.prefix + "detect.default"}
+    assert {b for _, _, b in invalid} == {b""} and w.alive
 
 
 def test_connection_closed_by_broker_is_survived(wsettings, worker_factory, mgmt):
