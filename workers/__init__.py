@@ -1,12 +1,16 @@
 """harewatch's Celery workers: ``celery -A workers worker --detect all`` (see ``harewatch worker``).
 
-Importing this package builds the Celery app from the environment and
-registers the bootsteps (detection consumer) and tasks.
+Importing this package does nothing; reading its ``app`` attribute (what
+``celery -A workers`` does) builds the Celery app from the environment's
+settings, with every bootstep and task registered (:func:`runtime.app`).
 """
-from workers.celery_app import app
+from __future__ import annotations
 
-from workers import detect, route, tasks  # noqa: E402,F401  (register bootsteps and tasks)
-from workers.notify import task as _notify_task  # noqa: E402,F401
-from workers import health  # noqa: E402,F401
+from typing import Any
 
-__all__ = ["app"]
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        from workers import runtime
+        return runtime.app()
+    raise AttributeError(f"module 'workers' has no attribute {name!r}")

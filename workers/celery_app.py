@@ -8,12 +8,14 @@ no remote-control or event queues, Sentry when ``SENTRY_DSN`` is set.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
 from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
-from harewatch.settings import Settings, load_settings
+from harewatch.settings import Settings
+from routing.loader import load_full_config
 
 log = logging.getLogger("harewatch")
 
@@ -26,26 +28,24 @@ def _no_native_delayed_delivery() -> None:
     DelayedDelivery.include_if = lambda self, c: False  # type: ignore[method-assign]
 
 
-def make_app(settings: Settings | None = None) -> Celery:
-    from workers import runtime
-    settings = settings or runtime.settings()
-    _no_native_delayed_delivery()
-    from routing.topology import Names, quorum_args
+def create_app(settings: Settings, config: Any = None) -> Celery:
+    """The harewatch Celery app for ``settings``, with its bootsteps and tasks registered.
+
+    Nothing happens at import: whoever starts a worker (``harewatch worker``, or
+    ``celery -A workers`` through :func:`workers.__getattr__`) calls this, and a
+    bad config fails here, naming the file and line.
+    """
     from kombu import Queue
 
+    from routing.topology import Names, quorum_args, topology_from_config
+
+    cfg = config if config is not None else load_full_config(settings.config)
+    _no_native_delayed_delivery()
     names = Names(settings.prefix)
     tasks_q = Queue(names.tasks, durable=True, queue_arguments=quorum_args(
         "harewatch internal tasks: model refits, missing-data checks, router flushes"))
-    queues = [tasks_q]
-    try:  # the notify queues, declared exactly as the topology has them, so `-Q notify.<channel>` works
-        from routing.topology import topology_from_config
-        cfg = runtime.config() if settings is runtime.settings() else None
-        if cfg is None:
-            from routing.loader import load_full_config
-            cfg = load_full_config(settings.config)
-        queues += list(topology_from_config(cfg, settings.prefix).notify_queues.values())
-    except Exception as exc:  # noqa: BLE001 - a bad config is reported by whoever loads it next
-        log.debug("notify queues not known yet: %s", exc)
+    # the notify queues, declared exactly as the topology has them, so `-Q notify.<channel>` works
+    queues = [tasks_q, *topology_from_config(cfg, settings.prefix).notify_queues.values()]
     app = Celery("harewatch")
     url = settings.amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
     app.conf.update(
@@ -86,6 +86,15 @@ def make_app(settings: Settings | None = None) -> Celery:
     app.harewatch_settings = settings  # type: ignore[attr-defined]
     app.harewatch_names = names  # type: ignore[attr-defined]
     _sentry(settings)
+    setup_logging.connect(_logging, weak=False, dispatch_uid="harewatch.logging")
+    worker_process_init.connect(_child_sentry, weak=False, dispatch_uid="harewatch.sentry")
+    # registering: tasks are shared_task (bound to every app), bootsteps are added here
+    from workers import health, tasks  # noqa: F401
+    from workers.detect import DetectConsumer
+    from workers.notify import task as _notify_task  # noqa: F401
+    from workers.route import RouteConsumer
+    app.steps["consumer"].add(DetectConsumer)
+    app.steps["consumer"].add(RouteConsumer)
     for opt in (click.Option(["--detect"], default=None,
                              help="harewatch: consume these metrics' detect queues (comma list, 'all', 'default')."),
                 click.Option(["--route"], is_flag=True, default=False,
@@ -104,16 +113,13 @@ def _sentry(settings: Settings) -> None:
                     send_default_pii=False)
 
 
-@worker_process_init.connect
 def _child_sentry(**_: object) -> None:  # prefork children need their own client
-    _sentry(load_settings())
+    from workers import runtime
+    _sentry(runtime.settings())
 
 
-@setup_logging.connect
 def _logging(**_: object) -> None:
     """harewatch configures logging itself (text or JSON), for workers and beat alike."""
     from harewatch.logs import setup_logging as configure
-    configure(load_settings())
-
-
-app = make_app()
+    from workers import runtime
+    configure(runtime.settings())

@@ -1,6 +1,8 @@
 """Worker start-up hooks: the /metrics + /healthz endpoint, and the pipeline watching itself."""
 from __future__ import annotations
 
+from celery import shared_task
+
 import json
 import logging
 import time
@@ -9,7 +11,6 @@ from typing import Any
 from celery.signals import worker_ready
 
 from workers import runtime
-from workers.celery_app import app
 
 log = logging.getLogger("harewatch.health")
 
@@ -23,7 +24,7 @@ def health_report() -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         out["redis"], out["status"] = f"error: {exc}", "degraded"
     try:
-        with app.connection_for_write() as c:
+        with runtime.app().connection_for_write() as c:
             c.ensure_connection(max_retries=1, timeout=3)
         out["broker"] = "ok"
     except Exception as exc:  # noqa: BLE001
@@ -49,7 +50,7 @@ def _start_metrics(sender: Any = None, **_: Any) -> None:
     log.info("metrics and health on :%d/metrics and /healthz", s.metrics_port)
 
 
-@app.task(name="harewatch.self_check", ignore_result=True)
+@shared_task(name="harewatch.self_check", ignore_result=True)
 def self_check() -> list[str]:
     """Alert on the pipeline itself: no readings for too long, or a dead-letter queue growing."""
     from routing.management import Management

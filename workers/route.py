@@ -19,7 +19,6 @@ import redis
 from kombu import Consumer
 
 from workers import runtime
-from workers.celery_app import app
 from workers.router import Router
 from workers.steps import TimedConsumerStep
 
@@ -36,7 +35,7 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 def send_notification(routing_key: str, note: dict[str, Any]) -> None:
     """Publish one notification task to the alerts exchange, confirmed, with the notification id as task id."""
     names = runtime.names()
-    app.send_task("harewatch.notify", kwargs={"notification": note}, task_id=note["id"],
+    runtime.app().send_task("harewatch.notify", kwargs={"notification": note}, task_id=note["id"],
                   exchange=names.alerts, routing_key=routing_key, retry=True,
                   retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3})
 
@@ -90,5 +89,3 @@ class RouteConsumer(TimedConsumerStep):
         except Exception:  # noqa: BLE001 - the next tick tries again; nothing was recorded as sent
             log.exception("router tick failed")
 
-
-app.steps["consumer"].add(RouteConsumer)

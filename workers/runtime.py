@@ -7,9 +7,29 @@ from typing import Any
 from harewatch.settings import Settings, load_settings
 
 
-@functools.lru_cache(maxsize=1)
+_settings: Settings | None = None
+
+
+def use(settings: Settings) -> None:
+    """Run this process with ``settings`` (before anything asks for them); else they come from the environment."""
+    global _settings
+    _settings = settings
+    for cached in (config, store, app):
+        cached.cache_clear()
+
+
 def settings() -> Settings:
-    return load_settings()
+    global _settings
+    if _settings is None:
+        _settings = load_settings()
+    return _settings
+
+
+@functools.lru_cache(maxsize=1)
+def app() -> Any:
+    """This process's Celery app, built once from :func:`settings` and :func:`config`."""
+    from workers.celery_app import create_app
+    return create_app(settings(), config())
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,20 +1,17 @@
 """``harewatch worker detect|route|notify``: start a Celery worker of one kind."""
 from __future__ import annotations
 
-import os
-
 import click
+
+from harewatch.settings import Settings
 
 from harewatch.cli import Context, pass_ctx
 
 
-def _celery(argv: list[str], settings) -> None:  # noqa: ANN001
-    os.environ.setdefault("AMQP_URL", settings.amqp_url)
-    os.environ.setdefault("REDIS_URL", settings.redis_url)
-    os.environ.setdefault("HAREWATCH_CONFIG", settings.config)
-    os.environ.setdefault("HAREWATCH_PREFIX", settings.prefix)
-    from workers import app
-    app.worker_main(argv=["worker", *argv])
+def _celery(argv: list[str], settings: Settings) -> None:
+    from workers import runtime
+    runtime.use(settings)
+    runtime.app().worker_main(argv=["worker", *argv])
 
 
 @click.group("worker")

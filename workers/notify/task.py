@@ -11,6 +11,8 @@ Publishes are confirmed before the task returns, and the task acks late.
 """
 from __future__ import annotations
 
+from celery import shared_task
+
 import logging
 import random
 import time
@@ -20,7 +22,6 @@ from harewatch.errors import PermanentError, TransientError
 from harewatch.messages import iso
 from routing.topology import RETRY_TIERS
 from workers import runtime
-from workers.celery_app import app
 from workers.notify import channels, render
 
 log = logging.getLogger("harewatch.notify")
@@ -46,7 +47,11 @@ def backoff(attempt: int, retry_after: float | None = None, rng: random.Random |
 
 
 def tier_for(delay: float) -> int:
-    """The retry queue that holds a message for ``delay`` (its TTL is the ceiling)."""
+    """The retry queue that holds a message for ``delay``: the shortest whose TTL covers it.
+
+    Messages carry no TTL of their own: within one queue every message then
+    expires in the order it arrived, so a long wait never holds up a short one.
+    """
     for t in RETRY_TIERS:
         if t >= delay:
             return t
@@ -84,7 +89,7 @@ def links(settings: Mapping[str, Any], note: Mapping[str, Any]) -> dict[str, str
     return out
 
 
-@app.task(name="harewatch.notify", bind=True, acks_late=True, ignore_result=True)
+@shared_task(name="harewatch.notify", bind=True, acks_late=True, ignore_result=True)
 def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen: float | None = None,
            last_error: str = "") -> str:
     """Send one notification through one receiver integration."""
@@ -108,12 +113,11 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
         self.apply_async(kwargs={"notification": notification, "attempt": attempt + 1, "first_seen": first_seen,
                                  "last_error": str(exc)[:500]},
                          task_id=self.request.id, exchange=names.retry_exchange(tier), routing_key=routing_key,
-                         expiration=min(delay, float(tier)),
                          headers={"x-harewatch-attempt": attempt + 1, "x-harewatch-last-error": str(exc)[:500]})
         metrics.notification(channel, "retried")
-        log.warning("notification %s via %s failed (attempt %d): %s; retry in %.1fs", notification.get("id"),
-                    channel, attempt, exc, delay)
-        return f"retry in {delay:.1f}s"
+        log.warning("notification %s via %s failed (attempt %d): %s; retry in %ds", notification.get("id"),
+                    channel, attempt, exc, tier)
+        return f"retry in {tier}s"
     except PermanentError as exc:
         _dead_letter(self, notification, channel, routing_key, "permanent", attempt, first_seen, str(exc))
         return "dead-lettered: permanent failure"
