@@ -199,7 +199,7 @@ def expand_env(value: Any, file: str, line: int, fieldname: str, env: Mapping[st
         out = LDict()
         out.line, out.key_lines = value.line, dict(getattr(value, "key_lines", {}))
         for k, v in value.items():
-            out[k] = expand_env(v, file, value.line_of(k), f"{fieldname}.{k}", env)
+            out[k] = expand_env(v, file, value.line_of(k), f"{fieldname}.{k}" if fieldname else str(k), env)
         return out
     if isinstance(value, LList):
         out_l = LList()

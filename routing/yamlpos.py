@@ -63,12 +63,69 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _sequence)
 
 
+MAX_DEPTH = 100          # nesting of collections; a config is a few levels deep
+MAX_NODES = 100_000      # values once aliases are expanded; a real config has a few thousand
+
+
+def _check_depth(text: str, filename: str) -> None:
+    """Refuse deep nesting before the (recursive) composer sees it: a RecursionError is no error message."""
+    opening = (yaml.BlockMappingStartToken, yaml.BlockSequenceStartToken, yaml.FlowMappingStartToken,
+               yaml.FlowSequenceStartToken)
+    closing = (yaml.BlockEndToken, yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)
+    depth = 0
+    for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+        if isinstance(tok, opening):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file=filename,
+                                  line=tok.start_mark.line + 1)
+        elif isinstance(tok, closing):
+            depth -= 1
+
+
+def _check_size(root: yaml.Node, filename: str) -> None:
+    """Refuse alias bombs: count the values the document holds once every alias is expanded.
+
+    Aliases share their node, so sizes are memoised per node and the count costs
+    one pass over the composed document however large the expansion would be.
+    """
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for kv in node.value for n in kv]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if not done:
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+            continue
+        total = 1 + sum(size.get(id(c), 1) for c in children)
+        size[id(node)] = total
+        if total > MAX_NODES:
+            raise ConfigError(f"expands to more than {MAX_NODES:,} values (YAML aliases nested in aliases?)",
+                              file=filename, line=node.start_mark.line + 1)
+
+
 def load_yaml(text: str, filename: str) -> Any:
-    """Parse YAML text into LDict/LList values; syntax errors become ConfigError with the line."""
+    """Parse YAML text into LDict/LList values; syntax errors become ConfigError with the line.
+
+    Deeply nested documents and alias bombs are refused with the line where
+    they start, before they can take the process's stack or memory.
+    """
     loader = _Loader(text)
     loader.filename = filename
     try:
-        return loader.get_single_data()
+        _check_depth(text, filename)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, filename)
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None

@@ -61,3 +61,35 @@ def test_missing_file():
     with pytest.raises(ConfigError) as exc:
         load_config("/nonexistent/harewatch.yaml")
     assert "/nonexistent/harewatch.yaml" in str(exc.value) and "not found" in str(exc.value)
+
+
+def test_missing_env_reference_field_path_has_no_stray_dot():
+    e = err("receivers:\n  - name: x\n    webhook_configs: [{url: '${NOT_SET_ANYWHERE}'}]\n")
+    assert e.field == "receivers[0].webhook_configs[0].url" and e.line == 3
+
+
+def test_alias_bomb_is_a_config_error_not_an_out_of_memory(tmp_path):
+    """A 'billion laughs' file: nine aliases nested eight deep would expand to 9**8 values."""
+    lines = ['global:', '  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    prev = "a"
+    for name in "bcdefgh":
+        lines.append(f"  {name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+        prev = name
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\nroute: {receiver: x}\nreceivers: [{name: x}]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.file == str(path) and exc.value.line is not None and "expands to more than" in str(exc.value)
+
+
+def test_deep_nesting_is_a_config_error_not_a_recursion_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("global:\n  x: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.line == 2 and "nested more than" in str(exc.value)
+    block = "".join("  " * i + f"k{i}:\n" for i in range(1, 400)) + "  " * 400 + "v: 1\n"
+    path.write_text("global:\n" + block)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert "nested more than" in str(exc.value)
