@@ -293,7 +293,7 @@ def sniff(body: bytes, content_type: str | None = None) -> str:
         return "jsonl"
     if ct in ("application/x-influx", "application/x-influxdb-line-protocol", "text/x-influx"):
         return "influx"
-    if ct in ("application/x-graphite", "text/x-graphite"):
+    if ct in ("application/x-graphite", "text/x-graphite", "text/graphite"):   # the last: collectd
         return "graphite"
     if ct and ct not in ("text/plain", "application/octet-stream", "text/x-telegraf", ""):
         raise InvalidInput(f"unsupported content type {content_type!r}", "content_type", None, "content_type")
