@@ -1,15 +1,17 @@
 """``harewatch publish``: one reading from the command line, or a file / stdin of them."""
 from __future__ import annotations
 
+import bisect
+import contextlib
 import re
 import sys
 import time
-from typing import IO
+from typing import IO, Any, Iterator
 
 import click
 
 from harewatch.cli import EXIT_FAILED, Context, pass_ctx
-from harewatch.errors import InvalidInput
+from harewatch.errors import HarewatchError, InvalidInput
 
 
 def _speed(text: str | None) -> float | None:
@@ -124,7 +126,9 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
     first_event: float | None = None
     wall0 = time.monotonic()
     show = not quiet and sys.stderr.isatty()
-    with Publisher(settings=ctx.settings, batch_size=max(1, batch), linger=0.5) as pub:
+    handed: list[tuple[int, int]] = []   # (line, readings handed to the publisher up to and including it)
+    pub = Publisher(settings=ctx.settings, batch_size=max(1, batch), linger=0.5)
+    with _resumable(pub, path, handed):
         bar = click.progressbar(length=total or 0, label="publishing", file=sys.stderr) if show and total else None
         pos = 0
         try:
@@ -143,6 +147,7 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
                         time.sleep(wait)
                 pub.publish(got)
                 published += len(got)
+                handed.append((n, published))
                 if bar is not None:
                     bar.update(read[0] - pos)
                     pos = read[0]
@@ -152,3 +157,18 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
             if path != "-":
                 stream.close()
     return published, rejected
+
+
+@contextlib.contextmanager
+def _resumable(pub: Any, path: str, handed: list[tuple[int, int]]) -> Iterator[None]:
+    """Close the publisher; if publishing failed, say how far the broker confirmed, so the user can resume."""
+    try:
+        with pub:
+            yield
+    except HarewatchError:
+        confirmed = pub.sent_readings
+        i = bisect.bisect_right([c for _, c in handed], confirmed)
+        upto = handed[i - 1][0] if i else 0
+        click.echo(f"{path}: {confirmed} readings confirmed by the broker: every reading of lines 1-{upto}; "
+                   f"resume from line {upto + 1}", err=True)
+        raise

@@ -134,3 +134,38 @@ def test_amqp_tools_peer_publishes_readings_we_accept(declared, pika_channel):
     [(_, props, body)] = bodies(pika_channel, "detect.cpu_util", expect=1)
     [r] = parse_body(body, props.content_type)
     assert (r.metric, r.value, r.labels) == ("cpu_util", 55.5, {"host": "web-07"})
+
+
+def test_cli_publish_file_cut_off_says_how_far_the_broker_confirmed(declared, pika_channel, tmp_path):
+    """When publishing fails part-way, the user learns which lines are safely in, to resume from the next."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    t0 = int(time.time()) - 4000
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps({"metric": "cpu_util", "value": i, "ts": t0 + i, "labels": {"host": "a"}}) + "\n"
+                         for i in range(3000)))
+    env = {"AMQP_URL": declared.amqp_url, "HAREWATCH_CONFIG": declared.config, "HAREWATCH_PREFIX": declared.prefix,
+           "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "harewatch", "publish", "--file", str(f), "--speed", "1000x",
+                             "--batch", "10"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    first = []
+    for method, props, body in pika_channel.consume("detect.cpu_util", inactivity_timeout=30):
+        assert method is not None, "nothing published in 30 s"
+        pika_channel.basic_ack(method.delivery_tag)
+        first.append((method, props, body))
+        break                                                    # publishing is under way ...
+    pika_channel.cancel()
+    pika_channel.exchange_delete("readings")                     # ... and now it cannot go on
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    m = re.search(r"(\d+) readings confirmed by the broker: every reading of lines 1-(\d+); resume from line (\d+)",
+                  err)
+    assert m, err
+    confirmed, upto, resume = map(int, m.groups())
+    assert 0 < upto < 3000 and resume == upto + 1 and confirmed >= upto
+    got = {r.value for _, p, b in first + bodies(pika_channel, "detect.cpu_util") for r in parse_body(b, p.content_type)}
+    assert set(range(upto)) <= got
