@@ -15,6 +15,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    status: int = 200
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -59,9 +60,10 @@ def start_http() -> HTTPRecorder:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             path = self.path
             with rec.lock:
-                rec.requests.append(Request(path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()))
                 queue = rec.script.get(path.split("?")[0]) or []
                 status, text, headers = queue.pop(0) if queue else (200, "ok", {})
+                rec.requests.append(Request(path, {k.lower(): v for k, v in self.headers.items()}, body, time.time(),
+                                            status))
             self.send_response(status)
             for k, v in headers.items():
                 self.send_header(k, v)
