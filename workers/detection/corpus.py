@@ -1,0 +1,152 @@
+"""An evaluation corpus of series shapes that occur in production, made here but not by the simulator.
+
+Each shape is what real metrics look like and what a detector tuned on
+Gaussian noise around a sine gets wrong: noiseless synthetic waves, square
+waves, quantised integer counts, heavy-tailed bursty counts, quantised bursty
+CPU, irregular sampling with gaps, a drifting phase, a weekly pattern with a
+holiday, an autocorrelated sensor. :func:`clean` gives a shape without
+anomalies (for false alerts and calibration); :func:`injected` the same series
+with spikes, dips and level shifts of a given size in robust sigmas of the
+series' own noise (for recall and delay).
+
+Pure numpy, deterministic per (shape, seed); used by ``bench/run quality`` and
+the detector's tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DAY = 86400.0
+WEEK = 7 * DAY
+STEP = 300.0
+T0 = 1_700_006_400.0   # a UTC midnight (a Wednesday)
+
+
+@dataclass
+class Series:
+    """One corpus series: times, values, the noise-free pattern, and labelled anomalies (index, type)."""
+
+    shape: str
+    ts: np.ndarray
+    x: np.ndarray
+    pattern: np.ndarray
+    sigma: float                                   # robust sigma of the noise (x - pattern)
+    labels: list[tuple[int, str, float]] = field(default_factory=list)   # (index, type, magnitude in sigmas)
+
+    @property
+    def interval(self) -> float:
+        return float(np.median(np.diff(self.ts)))
+
+
+def _daily(ts: np.ndarray, phase: float | np.ndarray = 0.0) -> np.ndarray:
+    return np.sin(2 * np.pi * ((ts % DAY) / DAY - 0.25 + phase))
+
+
+def _robust_sigma(noise: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(noise - np.median(noise))))
+
+
+def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = int(days * DAY / STEP)
+    ts = T0 + np.arange(n) * STEP
+    if shape == "noiseless_wave":
+        p = 50 + 20 * _daily(ts)
+        return ts, p.copy(), p
+    if shape == "square_wave":
+        p = np.where((ts % DAY) < DAY / 2, 20.0, 80.0)
+        return ts, p.copy(), p
+    if shape == "small_noise_wave":
+        p = 50 + 20 * _daily(ts)
+        return ts, p + rng.normal(0, 0.5, n), p
+    if shape == "flat_line":
+        p = np.full(n, 12.5)
+        return ts, p.copy(), p
+    if shape == "pure_noise":
+        p = np.full(n, 40.0)
+        return ts, p + rng.normal(0, 3.0, n), p
+    if shape == "integer_counts":            # requests per 5 minutes at a small site
+        p = 40 + 25 * _daily(ts)
+        return ts, rng.poisson(p).astype(float), p
+    if shape == "bursty_counts":             # tweet volume: heavy-tailed, bursts of attention
+        p = 60 + 30 * _daily(ts)
+        base = rng.negative_binomial(5, 5 / (5 + p)).astype(float)
+        bursts = rng.random(n) < 0.01
+        base[bursts] *= rng.lognormal(0.7, 0.5, bursts.sum())
+        return ts, np.round(base), p
+    if shape == "quantised_cpu":             # a mostly idle VM: CPU% in steps of 0.066, short bursts
+        p = np.full(n, 2.0)
+        x = p + rng.gamma(2.0, 0.15, n)
+        burst = rng.random(n) < 0.02
+        x[burst] += rng.exponential(4.0, burst.sum())
+        return ts, np.round(x / 0.066) * 0.066, p
+    if shape == "irregular_sampling":        # a road sensor: uneven intervals and normal gaps
+        gaps = rng.choice([STEP, STEP, STEP, 2 * STEP, 3 * STEP, 60.0 * 13], size=n,
+                          p=[0.5, 0.2, 0.1, 0.1, 0.08, 0.02])
+        ts = T0 + np.cumsum(gaps)
+        ts = ts[ts < T0 + days * DAY]
+        p = 8 + 6 * np.clip(_daily(ts), 0, None) ** 2
+        return ts, np.clip(p + rng.normal(0, 0.8, len(ts)), 0, None), p
+    if shape == "drifting_phase":            # a daily cycle whose timing drifts an hour a week
+        drift = (ts - T0) / WEEK / 24.0
+        p = 300 + 120 * _daily(ts, drift)
+        return ts, p + rng.normal(0, 6.0, n), p
+    if shape == "weekly_holiday":            # business traffic: weekdays high, weekends low, one holiday
+        day = ((ts - T0) // DAY).astype(int)
+        weekday = (day + 2) % 7            # T0 is a Wednesday
+        workday = (weekday < 5) & (day != 10)
+        p = 100 + np.where(workday, 80.0, 15.0) * np.clip(_daily(ts), 0, None)
+        return ts, p + rng.normal(0, 4.0, n), p
+    if shape == "sensor_ar1":                # machine temperature: slow autocorrelated wander
+        e = rng.normal(0, 0.3, n)
+        w = np.zeros(n)
+        for i in range(1, n):
+            w[i] = 0.98 * w[i - 1] + e[i]
+        p = np.full(n, 70.0)
+        return ts, p + w, p
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+SHAPES = ("noiseless_wave", "square_wave", "small_noise_wave", "flat_line", "pure_noise", "integer_counts",
+          "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1")
+
+
+def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
+    """The shape with no anomaly in it."""
+    rng = np.random.default_rng([SHAPES.index(shape), seed])
+    ts, x, p = _make(shape, days, rng)
+    noise = x - p
+    if shape == "sensor_ar1":
+        noise = np.diff(x)                        # the point-to-point noise, not the slow wander
+    sigma = _robust_sigma(noise)
+    floor = 0.01 * float(np.ptp(p)) if np.ptp(p) > 0 else 0.01 * abs(float(np.mean(p)))
+    return Series(shape, ts, x, p, max(sigma, floor))
+
+
+def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, warmup_days: float = 3.0,
+             every_days: float = 3.0) -> Series:
+    """The shape with spikes, dips and level shifts of ``size`` robust sigmas, one every ``every_days``
+    after ``warmup_days``; level shifts last a day and then return."""
+    s = clean(shape, seed, days)
+    rng = np.random.default_rng([SHAPES.index(shape), seed, 1])
+    x = s.x.copy()
+    kinds = ("spike", "dip", "level_shift")
+    t = s.ts[0] + warmup_days * DAY
+    k = 0
+    while t < s.ts[-1] - DAY:
+        i = int(np.searchsorted(s.ts, t + rng.uniform(0, 0.5) * DAY))
+        kind = kinds[k % 3]
+        mag = size * s.sigma
+        if kind == "spike":
+            x[i] += mag
+        elif kind == "dip":
+            x[i] -= mag
+        else:
+            end = int(np.searchsorted(s.ts, s.ts[i] + DAY / 2))
+            x[i:end] += mag
+        s.labels.append((i, kind, size))
+        k += 1
+        t += every_days * DAY
+    s.x = x
+    return s
