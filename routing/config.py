@@ -21,11 +21,12 @@ from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
 from routing.topology import Channel
 from routing.yamlpos import LDict, LList, load_yaml
+from workers.detection.calibration import SENSITIVITY_PERIOD, score_for_period, sensitivity_threshold
 from workers.detection.detector import DetectorSettings
 
 _D = DetectorSettings()   # the detector's own defaults are the config's defaults
-SENSITIVITY_STEP = 1.0    # score threshold between low, medium and high sensitivity
-SENSITIVITY = {"low": _D.threshold + SENSITIVITY_STEP, "medium": _D.threshold, "high": _D.threshold - SENSITIVITY_STEP}
+SENSITIVITY = {name: sensitivity_threshold(name) for name in SENSITIVITY_PERIOD}
+_RATE_RE = re.compile(r"^\s*1\s*/\s*(\S+)\s*$")
 
 KNOWN_CHANNELS = tuple(c.value for c in Channel)
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]*$")
@@ -37,8 +38,8 @@ class MetricSettings:
     """How one metric is detected: seasonality, sensitivity and the decision knobs.
 
     ``periods`` is None to infer seasonality from history, () for none.
-    ``threshold`` is the score (residual over its robust scale) from which a
-    point is anomalous; ``confirm_k`` of the last ``confirm_n`` points must be
+    ``threshold`` is the calibrated score (0.5: as rare as once a month on
+    the series' normal data) from which a point is anomalous; ``confirm_k`` of the last ``confirm_n`` points must be
     anomalous before an alert fires.
     """
 
@@ -243,12 +244,23 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
     kw["interval"] = sec.duration("interval", base.interval)
     if "sensitivity" in sec.data:
         s = sec.data["sensitivity"]
+        rate = _RATE_RE.match(s) if isinstance(s, str) else None
         if isinstance(s, str) and s in SENSITIVITY:
             kw["threshold"] = SENSITIVITY[s]
-        elif isinstance(s, (int, float)) and not isinstance(s, bool) and 1.0 <= s <= 50.0:
+        elif isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 < s < 1.0:
             kw["threshold"] = float(s)
+        elif rate is not None:
+            try:
+                period = parse_duration(rate.group(1))
+            except ValueError as exc:
+                raise sec.error("sensitivity", f"false-alarm rate '1/<duration>': {exc}") from None
+            if period < 3600:
+                raise sec.error("sensitivity", "a false-alarm rate is at most one per hour")
+            kw["threshold"] = score_for_period(period)
         else:
-            raise sec.error("sensitivity", f"must be low, medium, high or a score threshold between 1 and 50 (got {s!r})")
+            raise sec.error("sensitivity", "must be low (one false alert per series-year), medium (per month), "
+                            "high (per week), a false-alarm rate like '1/2w', or a score threshold between 0 and "
+                            f"1 (got {s!r})")
     else:
         kw["threshold"] = base.threshold
     kw["direction"] = sec.choice("direction", ("up", "down", "both"), base.direction)
@@ -267,7 +279,9 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
     kw["flatline_after"] = int(fa) if fa is not None else base.flatline_after
     sev = sec.sub("severity")
     sev.allow_only({"critical"})
-    kw["severity_critical"] = sev.number("critical", base.severity_critical, minimum=1)
+    kw["severity_critical"] = sev.number("critical", base.severity_critical, minimum=0)
+    if not 0 < kw["severity_critical"] < 1:
+        raise sev.error("critical", f"must be a score between 0 and 1 (got {kw['severity_critical']!r})")
     kw["refit_every"] = sec.duration("refit_every", base.refit_every)
     return MetricSettings(**kw)
 

@@ -164,7 +164,7 @@ class Engine:
         return AnomalyEvent(
             series=fp, metric=metric, labels=dict(labels), type=res.type or "spike", severity=res.severity or "warning",
             ts=res.ts, value=res.value, expected=res.expected, lower=res.lower, upper=res.upper,
-            score=round(abs(res.score), 3), team=team_for(metric, labels, self.rules), confidence=res.confidence,
+            score=round(res.surprise, 4), team=team_for(metric, labels, self.rules), confidence=res.confidence,
             model=det.model_info(st), window=det.window(st))
 
     def persist(self) -> None:

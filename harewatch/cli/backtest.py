@@ -88,6 +88,7 @@ def cli(ctx: Context, files: tuple[str, ...], out: str | None, labels: str | Non
     from routing.config import load_config
     from workers.detection import Detector, DetectorSettings
     from workers.detection.backtest import Evaluation, evaluate, run_series
+    from workers.detection.backtest import row as result_row
 
     cfg = load_config(metric_config) if metric_config else ctx.config
     ms = cfg.metric(metric) if metric else cfg.defaults
@@ -107,11 +108,7 @@ def cli(ctx: Context, files: tuple[str, ...], out: str | None, labels: str | Non
                 results = run_series(Detector(settings), [p[1] for p in pts], [p[2] for p in pts])
                 interval = _median_interval([p[1] for p in pts])
                 for p, r in zip(pts, results):
-                    row = {"timestamp": p[3], "value": p[2], "score": round(r.score01, 6),
-                           "anomaly": int(r.anomaly), "type": r.type or "",
-                           "expected": "" if r.expected is None else round(r.expected, 6),
-                           "lower": "" if r.lower is None else round(r.lower, 6),
-                           "upper": "" if r.upper is None else round(r.upper, 6)}
+                    row = {"timestamp": p[3], "value": p[2], **result_row(r)}
                     if has_series:
                         row = {"series": name, **row}
                     rows_out.append((p[0], row))
@@ -126,7 +123,7 @@ def cli(ctx: Context, files: tuple[str, ...], out: str | None, labels: str | Non
                 _write(target, [r for _, r in rows_out], truth is None)
     if truth is not None:
         click.echo(total.table())
-        click.echo(f"false alerts per series-week: {total.false_per_series_week(1):.3f}")
+        click.echo(f"false alert onsets per series-week: {total.false_per_series_week(1):.3f}")
 
 
 class _plain:

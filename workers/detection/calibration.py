@@ -1,0 +1,173 @@
+"""Calibration: turning a series' raw deviations into a score that means the same on every series.
+
+A raw deviation (a residual over its robust scale) is not comparable across
+series: on a quantised, bursty or heavy-tailed series, ten robust sigmas
+happen every day; on a Gaussian one, never. So each statistic the detector
+watches is ranked against the same statistic's own past on the same series,
+causally, with streaming peaks-over-threshold (SPOT, Siffer et al., KDD 2017):
+
+- a high quantile ``u`` of the statistic (the 98th percentile, never below a
+  floor) is tracked by stochastic approximation, and how often values exceed it;
+- the excesses over ``u`` (the peaks) are summarised by their exponentially
+  forgotten moments (memory :data:`MIN_MEMORY` points), and a generalised
+  Pareto tail is fitted to them by the method of moments, shrunk towards a
+  prior so that a young series is judged conservatively;
+- the tail probability ``p`` of a new value follows, and with the sampling
+  interval, how often a value this unusual occurs on this series' normal data:
+  its return period.
+
+The score is a monotone map of the return period onto [0, 1): 0.5 means "once
+a month on this series' normal data". So a sensitivity is a false-alarm rate
+(high: one per week, medium: one per month, low: one per year), and one
+threshold fits every series. Values beyond the alert threshold are learned
+only up to it, so anomalies do not teach the calibrator that anomalies are
+normal, while a series whose normal behaviour is wild still gets there.
+
+Pure functions over a small list of floats (kept in the series state).
+"""
+from __future__ import annotations
+
+import math
+
+Q0 = 0.02                 # the tail starts at the 98th percentile
+MIN_STEPS = 250           # the quantile moves by at most 1/(Q0 * MIN_STEPS) tail scales at once
+MIN_MEMORY = 3000         # the quantile forgets with at least this memory (points)
+PRIOR_PEAKS = 8.0         # pseudo-peaks of the prior tail
+G_MIN, G_MAX = -0.2, 0.4  # tail shapes allowed: from lighter than exponential (Gaussian) to Pareto-heavy
+HOUR, DAY = 3600.0, 86400.0
+C = math.log(30 * DAY / HOUR)   # score 0.5 = a return period of 30 days
+MAX_SCORE = 0.9999              # scores stay below 1 after rounding to four places
+
+#: sensitivity -> return period of a false alert on normal data (per series)
+SENSITIVITY_PERIOD = {"high": 7 * DAY, "medium": 30 * DAY, "low": 365 * DAY}
+
+
+def score_for_period(period: float) -> float:
+    """The score of a value that normal data shows once per ``period`` seconds."""
+    L = math.log(period / HOUR) if period > HOUR else 0.0
+    return L / (L + C)
+
+
+def period_for_score(score: float) -> float:
+    """Inverse of :func:`score_for_period` (seconds)."""
+    if score <= 0:
+        return HOUR
+    if score >= 1:
+        return math.inf
+    return HOUR * math.exp(C * score / (1.0 - score))
+
+
+def sensitivity_threshold(name: str) -> float:
+    """The score threshold of ``low``, ``medium`` or ``high``."""
+    return score_for_period(SENSITIVITY_PERIOD[name])
+
+
+def target_rate(threshold: float, interval: float) -> float:
+    """The fraction of normal points at or above ``threshold`` that the threshold promises."""
+    return interval / period_for_score(threshold)
+
+
+def surprise(p: float, interval: float) -> float:
+    """Score of a tail probability ``p`` on a series sampled every ``interval`` seconds."""
+    if p <= 0:
+        return MAX_SCORE
+    s = score_for_period(interval / p)
+    return s if s < MAX_SCORE else MAX_SCORE
+
+
+class Prior:
+    """Where a statistic's tail starts and how heavy it is before the series has shown its own."""
+
+    __slots__ = ("u", "sigma", "u_min", "sigma_min")
+
+    def __init__(self, u: float, sigma: float, u_min: float, sigma_min: float) -> None:
+        self.u, self.sigma, self.u_min, self.sigma_min = u, sigma, u_min, sigma_min
+
+
+# |residual| / scale, a point on its own: Gaussian noise has u = 2.3 and peaks of mean 0.4
+POINT = Prior(u=2.4, sigma=0.45, u_min=2.0, sigma_min=0.38)
+# |mean of the last 5 residuals| / scale: a sustained move
+LEVEL = Prior(u=1.3, sigma=0.35, u_min=0.9, sigma_min=0.2)
+# mean of the last 30 squared residuals / scale**2: more spread
+SPREAD = Prior(u=1.9, sigma=0.35, u_min=1.4, sigma_min=0.15)
+
+# the calibrator's state: [u, n, s1, s2, k, sigma, gamma, rate]: the quantile, points seen, the
+# exponentially forgotten sums of the excesses over u (and of their squares) and their weight, the fitted
+# tail, and how often x > u (Q0 where u is the 98th percentile, less where u rests on its floor)
+_U, _N, _S1, _S2, _K, _SIG, _GAM, _RATE = range(8)
+
+
+def new(prior: Prior) -> list[float]:
+    """A calibrator that knows only its prior."""
+    return [prior.u, 0.0, 0.0, 0.0, 0.0, prior.sigma, 0.0, Q0]
+
+
+def tail_probability(c: list[float], x: float) -> float:
+    """P(statistic >= x) on this series' normal data (monotone decreasing in x)."""
+    u = c[_U]
+    q = c[_RATE]
+    if x <= u:
+        return q + (1.0 - q) * (1.0 - x / u) if u > 0 and x > 0 else 1.0
+    y = (x - u) / c[_SIG]
+    g = c[_GAM]
+    if g > 1e-6 or g < -1e-6:
+        b = 1.0 + g * y
+        return q * b ** (-1.0 / g) if b > 0.0 else 0.0   # g < 0: beyond the tail's end
+    return q * math.exp(-y) if y < 700 else 0.0
+
+
+def value_at(c: list[float], p: float) -> float:
+    """The statistic's value with tail probability ``p``: the inverse of :func:`tail_probability` in the tail."""
+    r = c[_RATE] / p
+    if r <= 1.0:
+        return c[_U]
+    g = c[_GAM]
+    if g > 1e-6 or g < -1e-6:
+        return c[_U] + c[_SIG] / g * (r ** g - 1.0)
+    return c[_U] + c[_SIG] * math.log(r)
+
+
+def learn(c: list[float], x: float, prior: Prior, cap: float) -> None:
+    """Take in one value of the statistic (winsorised at ``cap``, the alert threshold's value)."""
+    if x > cap:
+        x = cap
+    n = c[_N] + 1.0
+    c[_N] = n
+    u = c[_U]
+    mem = MIN_STEPS if n < MIN_STEPS else n if n < MIN_MEMORY else MIN_MEMORY
+    step = c[_SIG] / mem
+    c[_RATE] += ((1.0 if x > u else 0.0) - c[_RATE]) / (mem if n > PRIOR_PEAKS / Q0 else PRIOR_PEAKS / Q0)
+    keep = 1.0 - 1.0 / MIN_MEMORY             # excesses are forgotten over MIN_MEMORY points
+    c[_S1] *= keep
+    c[_S2] *= keep
+    c[_K] *= keep
+    if x > u:
+        ex = x - u
+        c[_S1] += ex
+        c[_S2] += ex * ex
+        c[_K] += 1.0
+        c[_U] = u + step * (1.0 / Q0 - 1.0)
+        _fit(c, prior)
+    else:
+        u -= step
+        c[_U] = u if u > prior.u_min else prior.u_min
+        if n % 64 == 0:
+            _fit(c, prior)                    # forgotten peaks give way to the prior
+
+
+def _fit(c: list[float], prior: Prior) -> None:
+    """Generalised Pareto by the method of moments on the peaks, shrunk towards the prior (exponential)."""
+    w = PRIOR_PEAKS
+    s0 = prior.sigma
+    k = c[_K]
+    m = (c[_S1] + w * s0) / (k + w)
+    m2 = (c[_S2] + w * 2.0 * s0 * s0) / (k + w)
+    var = m2 - m * m
+    if var <= 1e-18:
+        g, sig = 0.0, m
+    else:
+        g = 0.5 * (1.0 - m * m / var)
+        g = G_MIN if g < G_MIN else G_MAX if g > G_MAX else g
+        sig = m * (1.0 - g)
+    c[_GAM] = g
+    c[_SIG] = sig if sig > prior.sigma_min else prior.sigma_min
