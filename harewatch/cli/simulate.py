@@ -37,10 +37,13 @@ def _rate(text: str) -> float:
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write series,timestamp,value CSV here instead of publishing (with --backfill as the span).")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--until", "until", default=None, help="With --out: the data ends at this time (RFC 3339 or epoch "
+              "seconds) rather than now, so a seed always gives the same file.")
 @click.option("--batch", default=200, show_default=True, help="Readings per message.")
 @pass_ctx
 def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: float | None, live_from: str | None,
-        anomalies: str, backfill: str | None, labels_out: str | None, out: str | None, seed: int, batch: int) -> None:
+        anomalies: str, backfill: str | None, labels_out: str | None, out: str | None, seed: int, until: str | None,
+        batch: int) -> None:
     """Simulate seasonal metrics with injected anomalies (spike, dip, level_shift, variance_change,
     flatline, missing_data) and publish them like a fleet of agents would."""
     from producers.simulator import Simulator
@@ -48,7 +51,17 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
     step = parse_duration(interval)
     if step <= 0:
         raise click.BadParameter("must be positive", param_hint="--interval")
-    now = time.time()
+    if until is not None and not out:
+        raise click.UsageError("--until goes with --out (live data is published as it happens)")
+    if until is not None:
+        from harewatch.errors import InvalidInput
+        from producers.formats import parse_ts
+        try:
+            now = parse_ts(until)
+        except (ValueError, InvalidInput) as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
+    else:
+        now = time.time()
     back = parse_duration(backfill) if backfill else 0.0
     lag = parse_duration(live_from) if live_from else 0.0
     start = math.floor((now - lag - back) / step) * step

@@ -11,7 +11,7 @@ def test_simulate_then_backtest(tmp_path):
     s = make_settings("unused")
     data, labels, scores = tmp_path / "sim.csv", tmp_path / "truth.json", tmp_path / "scores.csv"
     proc = run_cli(s, "simulate", "--series", "7", "--interval", "5m", "--backfill", "12d", "--anomalies", "0.3%",
-                   "--seed", "4", "--out", str(data), "--labels-out", str(labels))
+                   "--seed", "4", "--until", "2026-11-02T00:00:00Z", "--out", str(data), "--labels-out", str(labels))
     assert proc.returncode == 0, proc.stderr
     truth = json.loads(labels.read_text())
     assert {a["type"] for a in truth["anomalies"]} >= {"spike", "level_shift", "missing_data"}

@@ -166,6 +166,7 @@ class SeriesState:
     cal_pt: list[float] = field(default_factory=lambda: cal.new(cal.POINT))
     cal_ls: list[float] = field(default_factory=lambda: cal.new(cal.LEVEL))
     cal_vc: list[float] = field(default_factory=lambda: cal.new(cal.SPREAD))
+    amplitude: float = 0.0           # range of the seasonal profile (at the last fit)
     quantum: float = math.inf        # the smallest step seen between two consecutive values
     gap_max: float = 0.0             # the longest gap between points lately (normal gaps are not missing data)
     quiet: int = 0                   # points of the current episode below the exit level
@@ -210,7 +211,12 @@ class SeriesState:
         head = json.loads(data[7:7 + hl])
         pos = 7 + hl
         st = cls()
+        known = set(cls.__slots__)  # type: ignore[attr-defined]
         for name, v in head.items():
+            if name not in known:   # written by a newer version: skip its bytes, keep the rest
+                if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
+                    pos += v[1]
+                continue
             if name in cls._ARRAYS or name in cls._LISTS:
                 if v is None:
                     setattr(st, name, None)
@@ -297,14 +303,14 @@ class Detector:
     def _floor(self, st: SeriesState) -> float:
         """What the series can resolve: its quantisation step, float noise, a little of its level and of
         its seasonal range. A noiseless or square wave then scores its own model error as nothing."""
-        lvl = abs(st.level or 0.0)
-        f = 1e-9 * max(1.0, lvl)
-        if st.q_hits >= 50:
-            f = max(f, QUANTUM_FLOOR * st.quantum)
-        f = max(f, LEVEL_FLOOR * lvl)
-        if st.profile is not None:
-            f = max(f, AMPLITUDE_FLOOR * (max(st.profile) - min(st.profile)))
-        return f
+        lvl = st.level or 0.0
+        f = LEVEL_FLOOR * (lvl if lvl >= 0 else -lvl)
+        if f < 1e-9:
+            f = 1e-9
+        if st.q_hits >= 50 and QUANTUM_FLOOR * st.quantum > f:
+            f = QUANTUM_FLOOR * st.quantum
+        a = AMPLITUDE_FLOOR * st.amplitude
+        return a if a > f else f
 
     def expected_at(self, st: SeriesState, ts: float) -> float | None:
         """What the model expects at ``ts`` (None before it has a level)."""
@@ -367,13 +373,14 @@ class Detector:
     def apply_fit(self, st: SeriesState, fit: Fit | None) -> None:
         """Install a fit (None: the non-seasonal model) and schedule the next refit."""
         if fit is None:
-            st.profile, st.ph_abs, st.model_periods = None, None, ()
+            st.profile, st.ph_abs, st.model_periods, st.amplitude = None, None, (), 0.0
             st.method = "ewma" if st.level is not None else st.method
         else:
             if st.profile is None:
                 # the first seasonal model: what the level model's residuals taught the tails does not apply
                 st.cal_pt, st.cal_ls, st.cal_vc = cal.new(cal.POINT), cal.new(cal.LEVEL), cal.new(cal.SPREAD)
             prof = array("d", fit.profile.tolist())
+            st.amplitude = float(fit.profile.max() - fit.profile.min())
             if st.ph_abs is None or len(st.ph_abs) != len(prof):
                 st.ph_abs = array("d", [1.0] * len(prof))
             st.profile = prof
