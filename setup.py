@@ -31,6 +31,7 @@ setup(
         "prometheus-client>=0.19",
         "pillow>=10",
         "aiosmtpd>=1.4",
+        "google-re2>=1.1",   # Alertmanager's regex dialect (Go RE2), for every matcher
     ],
     extras_require={
         "test": ["pytest>=8", "aiosmtpd>=1.4"],

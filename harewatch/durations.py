@@ -17,13 +17,17 @@ _UNITS = (("y", 365 * 86400.0), ("w", 7 * 86400.0), ("d", 86400.0), ("h", 3600.0
 _RE = re.compile(r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 
-def parse_duration(text: str | int | float) -> float:
-    """Seconds in a Prometheus duration string; plain numbers are seconds.
+def parse_duration(text: str | int | float, strict: bool = False) -> float:
+    """Seconds in a Prometheus duration string; plain numbers are seconds unless ``strict``
+    (Alertmanager's own fields, where ``30`` is refused as Alertmanager refuses it).
 
     Raises ValueError with the offending text when it does not parse.
     """
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
+    if strict and not (isinstance(text, str) and (text.strip() == "0" or _RE.match(text.strip()))) \
+            or strict and isinstance(text, str) and not text.strip():
+        raise ValueError(f'not a valid duration string: "{text}"')
     if isinstance(text, (int, float)):
         if text < 0:
             raise ValueError(f"duration must not be negative: {text!r}")

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 from harewatch.durations import format_duration, parse_duration
 from harewatch.errors import ConfigError
-from routing.matchers import Matcher, matches_all, parse_matchers
+from routing.matchers import LABEL_NAME_RE, Matcher, matches_all, parse_matchers
 from routing.timeintervals import TimeRange, active, parse_time_range
 from routing.yamlpos import LDict, LList
 
@@ -126,12 +126,20 @@ class InhibitRule:
     line: int = 0
 
     def inhibits(self, target: Mapping[str, str], firing: list[Mapping[str, str]]) -> Mapping[str, str] | None:
-        """The firing alert that inhibits ``target`` under this rule, if any."""
+        """The firing alert that inhibits ``target`` under this rule, if any.
+
+        As Alertmanager's inhibitor: when ``target`` matches the source side too,
+        alerts that match both sides cannot inhibit it (two such alerts would
+        otherwise silence each other).
+        """
         if not matches_all(self.target, target):
             return None
+        two_sided = matches_all(self.source, target)
         for src in firing:
             if dict(src) == dict(target):
                 continue  # an alert never inhibits itself
+            if two_sided and matches_all(self.target, src):
+                continue
             if matches_all(self.source, src) and all(src.get(k, "") == target.get(k, "") for k in self.equal):
                 return src
         return None
@@ -182,7 +190,7 @@ class _P:
         if key not in d or d[key] is None:
             return default
         try:
-            return parse_duration(d[key])
+            return parse_duration(d[key], strict=True)
         except ValueError as exc:
             raise self.err(d, key, f"{path}.{key}", str(exc)) from None
 
@@ -201,8 +209,12 @@ class _P:
             if not isinstance(m, dict):
                 raise self.err(d, key, f"{path}.{key}", "must be a mapping of label: value")
             for name, val in m.items():
+                if not LABEL_NAME_RE.match(str(name)):
+                    raise self.err(m, name, f"{path}.{key}.{name}", f'invalid label name "{name}"')
+                if val is None and op == "=~":
+                    raise self.err(m, name, f"{path}.{key}.{name}", f'invalid regexp value for "{name}"')
                 try:
-                    out.append(Matcher.make(str(name), op, str(val)))
+                    out.append(Matcher.make(str(name), op, "" if val is None else str(val)))
                 except ValueError as exc:
                     raise self.err(m, name, f"{path}.{key}.{name}", str(exc)) from None
         return out
@@ -216,9 +228,21 @@ def _parse_route(p: _P, d: Any, path: str, parent: Route | None, names: set[str]
             raise p.err(d, k, f"{path}.{k}", f"unknown field (expected one of: {', '.join(sorted(_ROUTE_KEYS))})")
     receiver = d.get("receiver") or (parent.receiver if parent else None)
     if not receiver:
-        raise ConfigError("the root route needs a receiver", p.file, getattr(d, "line", None), f"{path}.receiver")
+        raise ConfigError("root route must specify a default receiver", p.file, getattr(d, "line", None),
+                          f"{path}.receiver")
+    if parent is None:
+        # Alertmanager's rules for the root route, with its wording
+        if d.get("matchers") or d.get("match") or d.get("match_re"):
+            key = next(k for k in ("matchers", "match", "match_re") if d.get(k))
+            raise p.err(d, key, f"{path}.{key}", "root route must not have any matchers")
+        if d.get("continue"):
+            raise p.err(d, "continue", f"{path}.continue", "cannot have continue in root route")
+        for key in ("mute_time_intervals", "active_time_intervals"):
+            if d.get(key):
+                raise p.err(d, key, f"{path}.{key}",
+                            f"root route must not have any {key.replace('_time_intervals', '')} time intervals")
     if receiver not in names:
-        raise p.err(d, "receiver", f"{path}.receiver", f"undefined receiver {receiver!r} "
+        raise p.err(d, "receiver", f"{path}.receiver", f'undefined receiver "{receiver}" used in route '
                     f"(defined: {', '.join(sorted(names)) or 'none'})")
     gb_raw = d.get("group_by")
     if gb_raw is None:
@@ -227,17 +251,22 @@ def _parse_route(p: _P, d: Any, path: str, parent: Route | None, names: set[str]
         if not isinstance(gb_raw, list):
             raise p.err(d, "group_by", f"{path}.group_by", "must be a list of label names, or ['...']")
         group_all = "..." in gb_raw
-        if group_all and len(gb_raw) > 1:
-            raise p.err(d, "group_by", f"{path}.group_by", "'...' must be the only entry")
+        seen: set[str] = set()
         for g in gb_raw:
-            if g != "..." and not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", str(g)):
-                raise p.err(d, "group_by", f"{path}.group_by", f"bad label name {g!r}")
+            if g == "...":
+                continue
+            if not LABEL_NAME_RE.match(str(g)):
+                raise p.err(d, "group_by", f"{path}.group_by", f'invalid label name "{g}" in group_by list')
+            if str(g) in seen:
+                raise p.err(d, "group_by", f"{path}.group_by", f'duplicated label "{g}" in group_by')
+            seen.add(str(g))
+        if group_all and len(gb_raw) > 1:
+            raise p.err(d, "group_by", f"{path}.group_by",
+                        "cannot have wildcard group_by (`...`) and other labels at the same time")
         group_by = () if group_all else tuple(str(g) for g in gb_raw)
     cont = d.get("continue", False)
     if not isinstance(cont, bool):
         raise p.err(d, "continue", f"{path}.continue", "must be true or false")
-    if parent is None and (d.get("matchers") or d.get("match") or d.get("match_re")):
-        raise p.err(d, "matchers", f"{path}.matchers", "the root route must not have matchers")
     route = Route(
         receiver=receiver,
         matchers=p.matchers(d, path),
@@ -255,9 +284,9 @@ def _parse_route(p: _P, d: Any, path: str, parent: Route | None, names: set[str]
         line=getattr(d, "line", 0),
     )
     if route.group_interval <= 0:
-        raise p.err(d, "group_interval", f"{path}.group_interval", "must be greater than 0")
+        raise p.err(d, "group_interval", f"{path}.group_interval", "group_interval cannot be zero")
     if route.repeat_interval <= 0:
-        raise p.err(d, "repeat_interval", f"{path}.repeat_interval", "must be greater than 0")
+        raise p.err(d, "repeat_interval", f"{path}.repeat_interval", "repeat_interval cannot be zero")
     children = d.get("routes") or []
     if not isinstance(children, list):
         raise p.err(d, "routes", f"{path}.routes", "must be a list of routes")
@@ -272,11 +301,11 @@ def _parse_receivers(p: _P, lst: Any, warnings: list[str]) -> dict[str, Receiver
     for i, r in enumerate(lst):
         path = f"receivers[{i}]"
         if not isinstance(r, dict) or not r.get("name"):
-            raise ConfigError("a receiver needs a name", p.file, lst.line_of(i) if isinstance(lst, LList) else None,
+            raise ConfigError("missing name in receiver", p.file, lst.line_of(i) if isinstance(lst, LList) else None,
                               f"{path}.name")
         name = str(r["name"])
         if name in out:
-            raise p.err(r, "name", f"{path}.name", f"receiver {name!r} defined twice")
+            raise p.err(r, "name", f"{path}.name", f'notification config name "{name}" is not unique')
         rec = Receiver(name)
         for key, val in r.items():
             if key == "name":
@@ -313,9 +342,11 @@ def _parse_inhibit(p: _P, lst: Any) -> list[InhibitRule]:
             raise ConfigError("must be a mapping", p.file, getattr(lst, "line", None), path)
         src = p.matchers(r, path, "source_")
         tgt = p.matchers(r, path, "target_")
-        if not src or not tgt:
-            raise ConfigError("needs source and target matchers", p.file, getattr(r, "line", None), path)
-        out.append(InhibitRule(src, tgt, tuple(str(x) for x in r.get("equal") or ()), getattr(r, "line", 0)))
+        equal = r.get("equal") or ()
+        for name in equal:
+            if not LABEL_NAME_RE.match(str(name)):
+                raise p.err(r, "equal", f"{path}.equal", f'invalid label name "{name}" in equal list')
+        out.append(InhibitRule(src, tgt, tuple(str(x) for x in equal), getattr(r, "line", 0)))
     return out
 
 
@@ -325,6 +356,10 @@ def _parse_intervals(p: _P, raw: Mapping[str, Any]) -> dict[str, list[TimeRange]
         lst = raw.get(key) or []
         for i, ti in enumerate(lst):
             path = f"{key}[{i}]"
+            if isinstance(ti, dict) and str(ti.get("name")) in out:
+                kind = "time interval" if key == "time_intervals" else "mute time interval"
+                raise ConfigError(f'{kind} "{ti.get("name")}" is not unique', p.file, getattr(ti, "line", None),
+                                  f"{path}.name")
             try:
                 out[str(ti["name"])] = [parse_time_range(dict(t)) for t in ti.get("time_intervals") or []]
             except (KeyError, ValueError, TypeError) as exc:
@@ -396,6 +431,9 @@ def parse_routing(raw: Mapping[str, Any], file: str) -> RoutingConfig:
     receivers = _parse_receivers(p, rec_list, warnings)
     route_raw = raw.get("route")
     if route_raw is None:
+        if raw.get("receivers") and not raw.get("teams"):
+            # an Alertmanager config with receivers and no route: refused, as Alertmanager refuses it
+            raise ConfigError("no routes provided", file, getattr(raw.get("receivers"), "line", None), "route")
         route_raw = LDict({"receiver": "default", "group_by": ["alertname", "team"]})
     if team_routes:
         route_raw = LDict(route_raw)
@@ -406,12 +444,12 @@ def parse_routing(raw: Mapping[str, Any], file: str) -> RoutingConfig:
     for r, _ in root.walk():
         for n in r.mute_time_intervals + r.active_time_intervals:
             if n not in intervals:
-                raise ConfigError(f"undefined time interval {n!r}", file, r.line, f"{r.path}")
+                raise ConfigError(f'undefined time interval "{n}" used in route', file, r.line, f"{r.path}")
     g = dict(raw.get("global") or {})
     resolve = DEFAULT_RESOLVE_TIMEOUT
     if "resolve_timeout" in g:
         try:
-            resolve = parse_duration(g["resolve_timeout"])
+            resolve = parse_duration(g["resolve_timeout"], strict=True)
         except ValueError as exc:
             raise ConfigError(str(exc), file, raw["global"].line_of("resolve_timeout")
                               if isinstance(raw["global"], LDict) else None, "global.resolve_timeout") from None

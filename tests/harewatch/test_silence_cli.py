@@ -19,7 +19,7 @@ def test_silence_lifecycle(redis_db):
     assert run_cli(s, "silence", "list").stdout.strip() == "no silences"
     assert sid[:8] in run_cli(s, "silence", "list", "--all").stdout
     bad = run_cli(s, "silence", "add", 'x=~"("', "--comment", "c")
-    assert bad.returncode != 0 and "bad regex" in bad.stderr
+    assert bad.returncode != 0 and "error parsing regexp" in bad.stderr
     import redis
     r = redis.Redis.from_url(redis_db)
     for k in r.scan_iter(f"{s.prefix}hw:*"):

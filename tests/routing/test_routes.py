@@ -108,9 +108,9 @@ def cfg_error(text: str, env=None) -> ConfigError:
 
 def test_config_errors_name_line_and_field():
     e = cfg_error("route:\n  receiver: a\n  routes:\n    - receiver: nope\nreceivers:\n  - name: a\n")
-    assert (e.line, e.field) == (4, "route.routes[0].receiver") and "undefined receiver 'nope'" in str(e)
+    assert (e.line, e.field) == (4, "route.routes[0].receiver") and 'undefined receiver "nope" used in route' in str(e)
     e = cfg_error("route:\n  receiver: a\n  routes:\n    - matchers: ['x=~\"(\"']\nreceivers: [{name: a}]\n")
-    assert e.field == "route.routes[0].matchers[0]" and "bad regex" in str(e) and e.line == 4
+    assert e.field == "route.routes[0].matchers[0]" and "error parsing regexp" in str(e) and e.line == 4
     e = cfg_error("route:\n  receiver: a\n  group_wait: 5 minutes\nreceivers: [{name: a}]\n")
     assert (e.line, e.field) == (3, "route.group_wait")
     e = cfg_error("receivers:\n  - name: a\n    slack_configs:\n      - api_url: ${SLACK_URL}\nroute: {receiver: a}\n")
@@ -129,7 +129,7 @@ def test_bare_alertmanager_config_and_unsupported_integrations(tmp_path):
     bad = tmp_path / "bad.yml"
     bad.write_text("route: {receiver: nobody}\nreceivers: [{name: ops}]\n")
     proc = run_cli(s, "routes", "check", "--config", str(bad))
-    assert proc.returncode == 1 and "undefined receiver 'nobody'" in proc.stderr
+    assert proc.returncode == 1 and 'undefined receiver "nobody" used in route' in proc.stderr
     proc = run_cli(s, "routes", "test", "--config", str(bad), "a=b")
     assert proc.returncode != 0 and "bad.yml:1" in proc.stderr
 
@@ -162,4 +162,4 @@ time_intervals:
     assert rc.muted(pay, sat_noon) and not rc.muted(pay, mon_noon)
     assert not rc.muted(search, mon_noon) and rc.muted(search, mon_night) and rc.muted(search, sat_noon)
     e = cfg_error("route: {receiver: a, routes: [{receiver: a, mute_time_intervals: [nope]}]}\nreceivers: [{name: a}]\n")
-    assert "undefined time interval 'nope'" in str(e)
+    assert 'undefined time interval "nope" used in route' in str(e)
