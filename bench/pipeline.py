@@ -30,9 +30,9 @@ import pika
 
 from harewatch.settings import load_settings
 from routing.config import load_config
-from routing.declare import declare
-from routing.management import Management
-from routing.topology import topology_from_config
+from harewatch.broker.declare import declare
+from harewatch.broker.management import Management
+from harewatch.broker.topology import topology_from_config
 from workers.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,7 +156,7 @@ def latency(settings, n_series: int, t0: float, rate_readings: float, seconds: f
     ch.queue_bind(q, settings.prefix + "anomalies", "#")
     lat: list[float] = []
     seen: dict[str, int] = {}
-    from producers.formats import parse_ts
+    from harewatch.times import parse_ts
 
     th = threading.Thread(target=lambda: publish_all(settings.amqp_url, settings.prefix + "readings", "bench_load.h",
                                                      encoded, rate=rate_readings / per_msg,

@@ -18,7 +18,7 @@ from harewatch.messages import Reading
 from harewatch.settings import load_settings
 from producers.formats import encode_batch
 from producers.publisher import Publisher
-from routing.management import Management
+from harewatch.broker.management import Management
 
 
 def readings(n: int) -> list[Reading]:

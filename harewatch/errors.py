@@ -8,7 +8,7 @@
 - :class:`PermanentError`: dead-letter now, retrying cannot help.
 - :class:`BrokerUnreachable`, :class:`UnroutableMessage`: operating problems
   reported to the operator as they are (topology drift is reported by
-  ``routing.declare`` as outcomes, not raised).
+  ``harewatch.broker.declare`` as outcomes, not raised).
 """
 from __future__ import annotations
 

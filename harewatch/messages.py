@@ -11,9 +11,12 @@ import hashlib
 import json
 import math
 import uuid
+import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Mapping
+
+from harewatch.errors import InvalidInput
+from harewatch.times import iso, parse_ts
 
 SCHEMA_VERSION = 1
 
@@ -31,14 +34,6 @@ class Severity(str, enum.Enum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
-
-
-def iso(ts: float) -> str:
-    """RFC 3339 UTC with a Z, millisecond precision when needed."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    if dt.microsecond:
-        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def series_name(metric: str, labels: Mapping[str, str]) -> str:
@@ -84,7 +79,6 @@ class Reading:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "Reading":
-        from producers.formats import parse_json_reading
         return parse_json_reading(json.loads(text))
 
 
@@ -136,7 +130,6 @@ class AnomalyEvent:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AnomalyEvent":
-        from producers.formats import parse_ts
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         kw["ts"] = parse_ts(d["ts"])
         kw["labels"] = dict(d.get("labels") or {})
@@ -150,3 +143,60 @@ class AnomalyEvent:
 def _word(s: str) -> str:
     """A routing-key word: dots would split it, so they become underscores."""
     return (s or "unowned").replace(".", "_").replace("#", "_").replace("*", "_")
+
+
+METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]{0,199}$")
+LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
+
+
+def check_value(v: Any, line: int | None, field: str = "value") -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InvalidInput(f"must be a number, got {type(v).__name__} {v!r:.40}", "bad_type", line, field)
+    f = float(v)
+    if not math.isfinite(f):
+        raise InvalidInput(f"must be finite, got {v!r}", "not_finite", line, field)
+    return f
+
+
+def check_metric(m: Any, line: int | None) -> str:
+    if not isinstance(m, str):
+        raise InvalidInput(f"must be a string, got {type(m).__name__}", "bad_type", line, "metric")
+    if not METRIC_RE.match(m):
+        raise InvalidInput(f"bad metric name {m!r:.60} (letters, digits, _ : - ; not starting with a digit)",
+                           "bad_metric", line, "metric")
+    return m
+
+
+def check_labels(raw: Any, line: int | None) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"must be an object, got {type(raw).__name__}", "bad_type", line, "labels")
+    out: dict[str, str] = {}
+    for k, v in raw.items():
+        if not isinstance(k, str) or not LABEL_RE.match(k):
+            raise InvalidInput(f"bad label name {k!r:.60}", "bad_label", line, f"labels.{k}")
+        if isinstance(v, bool) or v is None or isinstance(v, (dict, list)):
+            raise InvalidInput(f"label value must be a string or number, got {v!r:.40}", "bad_type", line, f"labels.{k}")
+        out[k] = str(v)
+    return out
+
+
+def parse_json_reading(obj: Any, line: int | None = None, default_ts: float | None = None) -> Reading:
+    """A reading from one decoded JSON object of the DESIGN §2 shape."""
+    if not isinstance(obj, dict):
+        raise InvalidInput(f"a reading must be a JSON object, got {type(obj).__name__}", "bad_type", line)
+    if "metric" not in obj:
+        raise InvalidInput("missing", "missing_field", line, "metric")
+    if "value" not in obj:
+        raise InvalidInput("missing", "missing_field", line, "value")
+    metric = check_metric(obj["metric"], line)
+    value = check_value(obj["value"], line)
+    raw_ts = obj.get("ts", obj.get("timestamp"))
+    if raw_ts is None:
+        if default_ts is None:
+            raise InvalidInput("missing (and no message timestamp)", "missing_field", line, "ts")
+        ts = default_ts
+    else:
+        ts = parse_ts(raw_ts, "ts", line)
+    return Reading(metric, value, ts, check_labels(obj.get("labels"), line))

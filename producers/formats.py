@@ -16,120 +16,14 @@ import json
 import math
 import re
 import time
-from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Mapping
 
 from harewatch.errors import InvalidInput
-from harewatch.messages import Reading
+from harewatch.messages import Reading, check_labels, check_metric, check_value, parse_json_reading
+from harewatch.times import check_ts_bounds, parse_ts
 
 MAX_BODY_BYTES = 1 << 20          # 1 MiB per message
 MAX_READINGS_PER_BODY = 20_000
-METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]{0,199}$")
-LABEL_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
-MAX_FUTURE_S = 86_400.0           # a day of clock skew
-MAX_PAST_S = 366 * 86_400.0       # a year of backfill
-
-
-# -- timestamps -----------------------------------------------------------
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|z|[+-]\d{2}:?\d{2})?$")
-
-
-def parse_ts(value: Any, field: str = "ts", line: int | None = None) -> float:
-    """Epoch seconds from RFC 3339 / ``YYYY-MM-DD HH:MM:SS`` (UTC if no offset) or epoch s/ms/us/ns."""
-    if isinstance(value, bool):
-        raise InvalidInput(f"timestamp must be a number or RFC 3339 string, got {value!r}", "bad_type", line, field)
-    if isinstance(value, (int, float)):
-        return _epoch(float(value), field, line)
-    if isinstance(value, str):
-        s = value.strip()
-        if re.fullmatch(r"-?\d+(\.\d+)?", s):
-            return _epoch(float(s), field, line)
-        if _RFC3339.match(s):
-            t = s.replace("z", "Z").replace("Z", "+00:00")
-            try:
-                dt = datetime.fromisoformat(t)
-            except ValueError:
-                raise InvalidInput(f"bad RFC 3339 timestamp {value!r}", "bad_ts", line, field) from None
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=timezone.utc)
-            return dt.timestamp()
-    raise InvalidInput(f"unrecognised timestamp {value!r} (RFC 3339 or epoch seconds/ms/ns)", "bad_ts", line, field)
-
-
-def _epoch(v: float, field: str, line: int | None) -> float:
-    if not math.isfinite(v):
-        raise InvalidInput(f"timestamp is not finite: {v!r}", "bad_ts", line, field)
-    a = abs(v)
-    if a >= 1e17:
-        return v / 1e9   # ns
-    if a >= 1e14:
-        return v / 1e6   # us
-    if a >= 1e11:
-        return v / 1e3   # ms
-    return v
-
-
-def check_ts_bounds(ts: float, now: float, line: int | None = None, max_future: float = MAX_FUTURE_S,
-                    max_past: float = MAX_PAST_S) -> None:
-    """Reject timestamps absurdly far from ``now`` (clock bugs, unit mix-ups)."""
-    if ts > now + max_future:
-        raise InvalidInput(f"timestamp {ts:.0f} is {(ts - now) / 3600:.1f} h in the future", "ts_out_of_range", line, "ts")
-    if ts < now - max_past:
-        raise InvalidInput(f"timestamp {ts:.0f} is {(now - ts) / 86400:.0f} days in the past", "ts_out_of_range", line, "ts")
-
-
-# -- values, names, labels -------------------------------------------------
-def _value(v: Any, line: int | None, field: str = "value") -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise InvalidInput(f"must be a number, got {type(v).__name__} {v!r:.40}", "bad_type", line, field)
-    f = float(v)
-    if not math.isfinite(f):
-        raise InvalidInput(f"must be finite, got {v!r}", "not_finite", line, field)
-    return f
-
-
-def _metric(m: Any, line: int | None) -> str:
-    if not isinstance(m, str):
-        raise InvalidInput(f"must be a string, got {type(m).__name__}", "bad_type", line, "metric")
-    if not METRIC_RE.match(m):
-        raise InvalidInput(f"bad metric name {m!r:.60} (letters, digits, _ : - ; not starting with a digit)",
-                           "bad_metric", line, "metric")
-    return m
-
-
-def _labels(raw: Any, line: int | None) -> dict[str, str]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise InvalidInput(f"must be an object, got {type(raw).__name__}", "bad_type", line, "labels")
-    out: dict[str, str] = {}
-    for k, v in raw.items():
-        if not isinstance(k, str) or not LABEL_RE.match(k):
-            raise InvalidInput(f"bad label name {k!r:.60}", "bad_label", line, f"labels.{k}")
-        if isinstance(v, bool) or v is None or isinstance(v, (dict, list)):
-            raise InvalidInput(f"label value must be a string or number, got {v!r:.40}", "bad_type", line, f"labels.{k}")
-        out[k] = str(v)
-    return out
-
-
-def parse_json_reading(obj: Any, line: int | None = None, default_ts: float | None = None) -> Reading:
-    """A reading from one decoded JSON object of the DESIGN §2 shape."""
-    if not isinstance(obj, dict):
-        raise InvalidInput(f"a reading must be a JSON object, got {type(obj).__name__}", "bad_type", line)
-    if "metric" not in obj:
-        raise InvalidInput("missing", "missing_field", line, "metric")
-    if "value" not in obj:
-        raise InvalidInput("missing", "missing_field", line, "value")
-    metric = _metric(obj["metric"], line)
-    value = _value(obj["value"], line)
-    raw_ts = obj.get("ts", obj.get("timestamp"))
-    if raw_ts is None:
-        if default_ts is None:
-            raise InvalidInput("missing (and no message timestamp)", "missing_field", line, "ts")
-        ts = default_ts
-    else:
-        ts = parse_ts(raw_ts, "ts", line)
-    return Reading(metric, value, ts, _labels(obj.get("labels"), line))
 
 
 def _telegraf_json(obj: dict[str, Any], line: int | None, default_ts: float | None) -> list[Reading]:
@@ -141,8 +35,8 @@ def _telegraf_json(obj: dict[str, Any], line: int | None, default_ts: float | No
     ts = parse_ts(obj["timestamp"], "timestamp", line) if "timestamp" in obj else default_ts
     if ts is None:
         raise InvalidInput("missing", "missing_field", line, "timestamp")
-    labels = _labels(obj.get("tags") or {}, line)
-    out = [Reading(_metric(_join(name, f), line), float(v), ts, labels)
+    labels = check_labels(obj.get("tags") or {}, line)
+    out = [Reading(check_metric(_join(name, f), line), float(v), ts, labels)
            for f, v in fields.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
     if not out:
         raise InvalidInput("no numeric field", "bad_type", line, "fields")
@@ -163,7 +57,7 @@ def _collectd_json(obj: dict[str, Any], line: int | None) -> list[Reading]:
     for i, v in enumerate(values):
         ds = names[i] if i < len(names) else str(i)
         metric = base if ds == "value" else f"{base}_{ds}"
-        out.append(Reading(_metric(_sanitize(metric), line), _value(v, line, f"values[{i}]"), ts, labels))
+        out.append(Reading(check_metric(_sanitize(metric), line), check_value(v, line, f"values[{i}]"), ts, labels))
     return out
 
 
@@ -223,7 +117,7 @@ def parse_influx_line(text: str, line: int | None = None, default_ts: float | No
             raise InvalidInput(f"bad tag {tag!r}", "parse", line, "tags")
         k = _sanitize(_unescape(kv[0]))
         labels[k] = _unescape(kv[1])
-    _labels(labels, line)
+    check_labels(labels, line)
     ts = default_ts
     if len(parts) == 3:
         try:
@@ -247,7 +141,7 @@ def parse_influx_line(text: str, line: int | None = None, default_ts: float | No
             raise InvalidInput(f"bad number {raw!r}", "bad_type", line, key) from None
         if not math.isfinite(v):
             raise InvalidInput(f"must be finite, got {raw!r}", "not_finite", line, key)
-        out.append(Reading(_metric(_join(measurement, key), line), v, ts, labels))
+        out.append(Reading(check_metric(_join(measurement, key), line), v, ts, labels))
     if not out:
         raise InvalidInput("no numeric field", "bad_type", line, "fields")
     return out
@@ -278,7 +172,7 @@ def parse_graphite_line(text: str, line: int | None = None, default_ts: float | 
         ts = default_ts
     else:
         raise InvalidInput("missing (and no message timestamp)", "missing_field", line, "timestamp")
-    return [Reading(_metric(_sanitize(path), line), value, ts, _labels(labels, line))]
+    return [Reading(check_metric(_sanitize(path), line), value, ts, check_labels(labels, line))]
 
 
 _GRAPHITE_RE = re.compile(r"^\S+\s+[-+0-9.eE]+(?:\s+-?[0-9.]+)?\s*$")
@@ -408,7 +302,7 @@ def parse_file_lines(lines: Iterable[str], fmt: str, default_labels: Mapping[str
                 labels = dict(extra)
                 labels.update({k.removeprefix("label."): v for k, v in rec.items()
                                if k not in ("metric", "value", "ts", "timestamp") and v != ""})
-                r = Reading(_metric(rec["metric"], n), _value(value, n), ts, _labels(labels, n))
+                r = Reading(check_metric(rec["metric"], n), check_value(value, n), ts, check_labels(labels, n))
                 if now is not None:
                     check_ts_bounds(r.ts, now, n)
                 yield n, [r]

@@ -32,7 +32,7 @@ import pika.exceptions as pex
 from harewatch.errors import BrokerUnreachable, InvalidInput, UnroutableMessage
 from harewatch.messages import Reading
 from harewatch.settings import Settings, load_settings
-from producers.formats import parse_json_reading
+from harewatch.messages import parse_json_reading
 
 log = logging.getLogger("harewatch.publisher")
 
@@ -55,7 +55,7 @@ class Publisher:
                  connect_attempts: int = 6, max_backoff: float = 10.0, mandatory: bool = True,
                  client_name: str = "harewatch-publisher") -> None:
         self.settings = settings or (load_settings(amqp_url=url) if url else load_settings())
-        from routing.topology import Names
+        from harewatch.broker.topology import Names
         self.exchange = exchange if exchange is not None else Names(self.settings.prefix).readings
         self.batch_size = max(1, batch_size)
         self.batch_bytes = batch_bytes
@@ -77,7 +77,7 @@ class Publisher:
 
     # -- connection ----------------------------------------------------------
     def _connect(self) -> None:
-        from harewatch.amqp import pika_parameters, redact_url
+        from harewatch.broker.connection import pika_parameters, redact_url
         delay = 0.2
         last: Exception | None = None
         for attempt in range(1, self.connect_attempts + 1):

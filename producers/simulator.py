@@ -20,7 +20,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from harewatch.messages import AnomalyType, Reading, iso, series_name
+from harewatch.messages import AnomalyType, Reading, series_name
+from harewatch.times import iso
 
 ANOMALY_TYPES = tuple(t.value for t in AnomalyType)
 KINDS = ("traffic", "latency", "cpu", "sensor", "orders", "gauge", "random_walk")

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 
 from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
-from routing.topology import Channel
+from harewatch.broker.topology import Channel
 from routing.yamlpos import LDict, LList, load_yaml
 from workers.detection.calibration import SENSITIVITY_PERIOD, score_for_period, sensitivity_threshold
 from workers.detection.detector import DetectorSettings

@@ -19,7 +19,7 @@ import pika
 import pytest
 
 from harewatch.settings import Settings, load_settings
-from routing.management import Management
+from harewatch.broker.management import Management
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = load_settings()
@@ -124,8 +124,8 @@ def get_all(channel: Any, queue: str, expect: int | None = None, timeout: float 
 def declared(settings: Settings) -> Settings:
     """The default config's topology declared in this test's vhost."""
     from routing.config import load_config
-    from routing.declare import declare
-    from routing.topology import topology_from_config
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
 
     declare(topology_from_config(load_config(settings.config), settings.prefix), settings)
     return settings
@@ -228,8 +228,8 @@ def worker_factory() -> Iterator[Callable[..., Worker]]:
 def wsettings(vhost: str) -> Iterator[Settings]:
     """Settings on a fresh vhost with a unique prefix (which also namespaces the Redis keys)."""
     from routing.config import load_config
-    from routing.declare import declare
-    from routing.topology import topology_from_config
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
     from workers.store import StateStore
 
     s = make_settings(vhost, prefix=f"t{uuid.uuid4().hex[:6]}.")
@@ -239,6 +239,6 @@ def wsettings(vhost: str) -> Iterator[Settings]:
 
 
 def queue_depth(settings: Settings, name: str) -> int:
-    from routing.management import Management
+    from harewatch.broker.management import Management
     q = Management(settings.management_url).queue(settings.vhost, settings.prefix + name)
     return int((q or {}).get("messages", 0) or 0)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from routing.config import load_config
-from routing.topology import export_definitions, topology_from_config
+from harewatch.broker.topology import export_definitions, topology_from_config
 from tests.conftest import ROOT, make_settings
 
 COMPOSE = str(ROOT / "docker-compose.yml")

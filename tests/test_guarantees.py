@@ -35,9 +35,9 @@ import pytest
 from harewatch.messages import fingerprint
 from harewatch.settings import Settings
 from producers.publisher import Publisher
-from routing.declare import declare
+from harewatch.broker.declare import declare
 from routing.loader import load_full_config
-from routing.topology import topology_from_config
+from harewatch.broker.topology import topology_from_config
 from tests.conftest import make_settings
 from workers.detection.detector import SeriesState
 from workers.store import StateStore

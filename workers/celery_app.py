@@ -37,7 +37,7 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
     """
     from kombu import Queue
 
-    from routing.topology import Names, quorum_args, topology_from_config
+    from harewatch.broker.topology import Names, quorum_args, topology_from_config
 
     cfg = config if config is not None else load_full_config(settings.config)
     _no_native_delayed_delivery()

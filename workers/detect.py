@@ -34,7 +34,7 @@ PREFETCH = 1200           # unacked messages the broker lets this consumer hold
 
 def select_queues(cfg: Any, prefix: str, which: str) -> list[Any]:
     """The kombu Queue values of the detect queues named by ``which`` (comma list of metrics, 'all')."""
-    from routing.topology import topology_from_config
+    from harewatch.broker.topology import topology_from_config
 
     topo = topology_from_config(cfg, prefix)
     wanted = {w.strip() for w in which.split(",") if w.strip()}

@@ -53,8 +53,8 @@ def _start_metrics(sender: Any = None, **_: Any) -> None:
 @shared_task(name="harewatch.self_check", ignore_result=True)
 def self_check() -> list[str]:
     """Alert on the pipeline itself: no readings for too long, or a dead-letter queue growing."""
-    from routing.management import Management
-    from routing.topology import topology_from_config
+    from harewatch.broker.management import Management
+    from harewatch.broker.topology import topology_from_config
     from workers.detect import publish_events
     from harewatch.messages import AnomalyEvent
 

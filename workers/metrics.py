@@ -65,7 +65,7 @@ class QueueDepthCollector:
     def collect(self):  # noqa: ANN201 - prometheus collector protocol
         from prometheus_client.core import GaugeMetricFamily
 
-        from routing.management import Management
+        from harewatch.broker.management import Management
         g = GaugeMetricFamily("harewatch_queue_messages", "Messages in each harewatch queue (management API)",
                               labels=["queue", "state"])
         try:

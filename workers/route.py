@@ -19,7 +19,7 @@ import redis
 from kombu import Consumer
 
 from workers import runtime
-from workers.router import Router
+from routing.dispatch import Router
 from workers.steps import TimedConsumerStep
 
 log = logging.getLogger("harewatch.route")
@@ -51,7 +51,7 @@ class RouteConsumer(TimedConsumerStep):
         super().__init__(parent, **kwargs)
 
     def get_consumers(self, channel: Any) -> list[Consumer]:
-        from routing.topology import topology_from_config
+        from harewatch.broker.topology import topology_from_config
         cfg = runtime.config()
         s = runtime.settings()
         if self.router is None:

@@ -45,5 +45,5 @@ def store() -> Any:
 
 
 def names() -> Any:
-    from routing.topology import Names
+    from harewatch.broker.topology import Names
     return Names(settings().prefix)

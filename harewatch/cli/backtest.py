@@ -16,7 +16,7 @@ from harewatch.errors import ConfigError, InvalidInput
 
 def read_series_csv(path: str) -> tuple[dict[str, list[tuple[int, float, float, str]]], bool]:
     """series -> [(row index, ts, value, original timestamp text)]; whether a series column exists."""
-    from producers.formats import parse_ts
+    from harewatch.times import parse_ts
 
     out: dict[str, list[tuple[int, float, float, str]]] = defaultdict(list)
     name = os.path.basename(path)
@@ -45,7 +45,7 @@ def load_labels(path: str) -> dict[str, list[Any]]:
     Accepts ``harewatch simulate --labels-out`` output, and NAB-style
     ``{"file.csv": ["ts", ...]}`` or ``{"file.csv": [["start", "end"], ...]}``.
     """
-    from producers.formats import parse_ts
+    from harewatch.times import parse_ts
     from workers.detection.backtest import Window
 
     with open(path, encoding="utf-8") as fh:

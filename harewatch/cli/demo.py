@@ -51,10 +51,10 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
         metrics_port: int, quiet_workers: bool) -> None:
     """Declare the topology, start detection, router and notifier workers, a simulator, and local sinks;
     show alerts as they are delivered. Ctrl-C stops everything."""
-    from harewatch.amqp import redact_url
-    from harewatch.sink import HTTPSink, SMTPSink, summarize
-    from routing.declare import declare
-    from routing.topology import topology_from_config
+    from harewatch.broker.connection import redact_url
+    from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
 
     s = ctx.settings
     cfg = ctx.config
@@ -180,7 +180,7 @@ def _ready(port: int) -> bool:
 def sink_cli(host: str, port: int, smtp_port: int) -> None:
     """A local endpoint that accepts what the webhook, Slack, PagerDuty, Teams and robot channels send,
     and prints one line per notification (GET / lists them as JSON)."""
-    from harewatch.sink import HTTPSink, SMTPSink, summarize
+    from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
 
     HTTPSink(port, host, on_receive=lambda p, b: click.echo(f"{time.strftime('%H:%M:%S')} {p}: {summarize(p, b)}"))
     if smtp_port:

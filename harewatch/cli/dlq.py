@@ -10,12 +10,12 @@ from harewatch.durations import parse_duration
 
 
 def _dlq(ctx: Context):  # noqa: ANN202
-    from routing.dlq import DLQ
+    from harewatch.broker.dlq import DLQ
     return DLQ(ctx.settings)
 
 
 def _queue(ctx: Context, name: str) -> str:
-    from routing.topology import topology_from_config
+    from harewatch.broker.topology import topology_from_config
     t = topology_from_config(ctx.config, ctx.settings.prefix)
     full = name if name in t.dlqs else ctx.settings.prefix + name
     if full not in t.dlqs:
@@ -44,7 +44,7 @@ def cli() -> None:
 @pass_ctx
 def list_(ctx: Context, as_json: bool) -> None:
     """Messages and the oldest message's age per DLQ."""
-    from routing.topology import topology_from_config
+    from harewatch.broker.topology import topology_from_config
     rows = _dlq(ctx).counts(topology_from_config(ctx.config, ctx.settings.prefix))
     if as_json:
         click.echo(json.dumps(rows, indent=2))

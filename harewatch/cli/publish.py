@@ -48,7 +48,8 @@ def cli(ctx: Context, metric: str | None, value: float | None, labels: tuple[str
       harewatch publish --file readings.csv --speed 60x
       generate | harewatch publish -f - --format influx
     """
-    from producers.formats import parse_json_reading, parse_ts
+    from harewatch.times import parse_ts
+    from harewatch.messages import parse_json_reading
     from producers.publisher import Publisher
 
     if path is None:

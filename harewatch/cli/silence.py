@@ -9,11 +9,11 @@ import click
 
 from harewatch.cli import Context, pass_ctx
 from harewatch.durations import parse_duration
-from harewatch.messages import iso
+from harewatch.times import iso
 
 
 def _router(ctx: Context):  # noqa: ANN202
-    from workers.router import Router
+    from routing.dispatch import Router
     return Router(ctx.config.routing, ctx.settings.redis_url, ctx.settings.prefix)
 
 

@@ -55,7 +55,7 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
         raise click.UsageError("--until goes with --out (live data is published as it happens)")
     if until is not None:
         from harewatch.errors import InvalidInput
-        from producers.formats import parse_ts
+        from harewatch.times import parse_ts
         try:
             now = parse_ts(until)
         except (ValueError, InvalidInput) as exc:

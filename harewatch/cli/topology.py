@@ -11,7 +11,7 @@ from harewatch.cli import EXIT_DRIFT, Context, pass_ctx
 
 
 def _topology(ctx: Context):  # noqa: ANN202
-    from routing.topology import topology_from_config
+    from harewatch.broker.topology import topology_from_config
     return topology_from_config(ctx.config, ctx.settings.prefix)
 
 
@@ -25,7 +25,7 @@ def cli() -> None:
 @pass_ctx
 def declare(ctx: Context, as_json: bool) -> None:
     """Create exchanges, queues and bindings idempotently; report drift (exit 3)."""
-    from routing.declare import declare as do_declare
+    from harewatch.broker.declare import declare as do_declare
 
     outcomes = do_declare(_topology(ctx), ctx.settings)
     if as_json:
@@ -50,7 +50,7 @@ def declare(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def show(ctx: Context) -> None:
     """Draw the intended topology as a tree."""
-    from routing.topology import render_tree
+    from harewatch.broker.topology import render_tree
 
     click.echo(render_tree(_topology(ctx)))
 
@@ -64,7 +64,7 @@ def show(ctx: Context) -> None:
 def export(ctx: Context, output: str, vhost: str | None, users: str) -> None:
     """Write a RabbitMQ definitions file (import it in the management UI)."""
     from harewatch.errors import ConfigError
-    from routing.topology import definitions_json
+    from harewatch.broker.topology import definitions_json
 
     pw: dict[str, str] = {}
     for comp in filter(None, (u.strip() for u in users.split(","))):

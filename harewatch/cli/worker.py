@@ -59,7 +59,7 @@ def route(ctx: Context, concurrency: int, beat: bool, loglevel: str) -> None:
 @pass_ctx
 def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: str) -> None:
     """Send notifications from notify.<channel> queues (retries held by the broker, DLQ when they fail)."""
-    from routing.topology import Names, topology_from_config
+    from harewatch.broker.topology import Names, topology_from_config
     names = Names(ctx.settings.prefix)
     have = sorted(topology_from_config(ctx.config, ctx.settings.prefix).notify_queues)
     wanted = have if channels == "all" else [c.strip() for c in channels.split(",") if c.strip()]

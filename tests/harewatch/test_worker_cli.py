@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
-from routing.declare import declare
+from harewatch.broker.declare import declare
 from routing.loader import load_full_config
-from routing.topology import topology_from_config
+from harewatch.broker.topology import topology_from_config
 from tests.conftest import ROOT, make_settings
 from tests.workers.notify.test_notifier_worker import note_for, publish_notification
 

@@ -8,7 +8,8 @@ import pytest
 
 from harewatch.errors import InvalidInput
 from harewatch.messages import Reading
-from producers.formats import parse_body, parse_file_lines, parse_ts
+from producers.formats import parse_body, parse_file_lines
+from harewatch.times import parse_ts
 
 TS = 1795333186.0
 EXPECTED = [Reading("cpu_util", 73.2, TS, {"host": "web-01", "team": "payments"}),

@@ -9,8 +9,8 @@ import pika
 import pytest
 
 from routing.config import load_config
-from routing.declare import declare
-from routing.topology import Names, build_topology, definitions_json, topology_from_config
+from harewatch.broker.declare import declare
+from harewatch.broker.topology import Names, build_topology, definitions_json, topology_from_config
 from tests.conftest import ROOT, get_all, make_settings
 
 pytestmark = pytest.mark.broker

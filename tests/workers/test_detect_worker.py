@@ -162,8 +162,8 @@ def test_exchange_deleted_mid_run_defers_until_restored(wsettings, worker_factor
         time.sleep(0.5)
     assert queue_depth(wsettings, "detect.default") > 0    # held, not acked
     from routing.config import load_config
-    from routing.declare import declare
-    from routing.topology import topology_from_config
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
     declare(topology_from_config(load_config(wsettings.config), wsettings.prefix), wsettings)
     watch.rebind()
     events = watch(lambda s: len(big_spikes(s)) >= 1, timeout=90)
@@ -218,8 +218,8 @@ def test_connection_closed_by_broker_is_survived(wsettings, worker_factory, mgmt
 def test_two_workers_find_what_one_finds(vhost_factory, worker_factory):
     from tests.conftest import make_settings
     from routing.config import load_config
-    from routing.declare import declare
-    from routing.topology import topology_from_config
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
     import uuid
 
     n = int(2.5 * DAY / STEP)

@@ -11,7 +11,7 @@ import pytest
 
 from routing.config import parse_config
 from routing.tree import parse_routing
-from workers.router import Router
+from routing.dispatch import Router
 
 CONFIG = """
 global: {resolve_timeout: 5m}

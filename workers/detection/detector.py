@@ -762,13 +762,13 @@ class Detector:
 
     def model_info(self, st: SeriesState) -> dict[str, Any]:
         """What the model is, for the anomaly event's ``model`` field."""
-        from harewatch.messages import iso
+        from harewatch.times import iso
         return {"method": st.method, "periods": [int(p) for p in st.model_periods],
                 "fitted_at": iso(st.fitted_at) if st.fitted_at else None,
                 "bucket_seconds": st.bucket or None}
 
     def window(self, st: SeriesState) -> dict[str, list[Any]]:
         """The recent points (ts, observed, expected) for a chart of the anomaly in context."""
-        from harewatch.messages import iso
+        from harewatch.times import iso
         return {"ts": [iso(t) for t in st.recent_ts], "observed": list(st.recent_x),
                 "expected": [round(e, 6) for e in st.recent_e]}

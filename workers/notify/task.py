@@ -19,8 +19,8 @@ import time
 from typing import Any, Mapping
 
 from harewatch.errors import PermanentError, TransientError
-from harewatch.messages import iso
-from routing.topology import RETRY_TIERS
+from harewatch.times import iso
+from harewatch.broker.topology import RETRY_TIERS
 from workers import runtime
 from workers.notify import channels, render
 
@@ -82,7 +82,7 @@ def links(settings: Mapping[str, Any], note: Mapping[str, Any]) -> dict[str, str
             if a.get("labels", {}).get(key):
                 out.setdefault(key.removesuffix("_url"), a["labels"][key])
     mgmt = runtime.settings().management_url
-    from harewatch.amqp import redact_url
+    from harewatch.broker.connection import redact_url
     base = redact_url(mgmt).split("@")[-1]
     base = base if base.startswith("http") else "http://" + base
     out.setdefault("RabbitMQ queues", f"{base.rstrip('/')}/#/queues")
@@ -127,7 +127,7 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
         return "dead-lettered: internal error"
     metrics.notification(channel, "sent")
     try:
-        from producers.formats import parse_ts
+        from harewatch.times import parse_ts
         ts = min(parse_ts(a["anomaly"]["ts"]) for a in notification.get("alerts") or [] if a.get("anomaly", {}).get("ts"))
         if time.time() - ts < 86400:
             metrics.default().notify_latency.labels(channel).observe(max(0.0, time.time() - ts))

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from routing.config import load_config
-from routing.declare import declare
+from harewatch.broker.declare import declare
 from routing.loader import load_full_config
-from routing.topology import topology_from_config
+from harewatch.broker.topology import topology_from_config
 from tests.conftest import make_settings, run_cli
 from tests.workers.notify.test_channels import sample_notification
 from workers.store import StateStore

@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 
 import pika
 
-from harewatch.amqp import pika_parameters
+from harewatch.broker.connection import pika_parameters
 from harewatch.settings import Settings
-from routing.topology import Names
+from harewatch.broker.topology import Names
 
 
 @dataclass
@@ -55,7 +55,7 @@ class DeadLetter:
 
     @property
     def first_seen(self) -> float | None:
-        from producers.formats import parse_ts
+        from harewatch.times import parse_ts
         if self.headers.get("x-harewatch-first-seen"):
             return parse_ts(self.headers["x-harewatch-first-seen"])
         death = (self.headers.get("x-death") or [{}])[0]
@@ -90,7 +90,7 @@ class DeadLetter:
         return out
 
     def summary(self) -> dict[str, Any]:
-        from harewatch.messages import iso
+        from harewatch.times import iso
         fs = self.first_seen
         return {"id": self.notification.get("id"), "reason": self.reason, "attempts": self.attempts,
                 "last_error": str(self.headers.get("x-harewatch-last-error", "")),

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import redis
 
-from harewatch.messages import iso
+from harewatch.times import iso
 from routing.matchers import Matcher, matches_all, parse_matchers
 from routing.tree import Route, RoutingConfig, alert_labels
 

@@ -7,11 +7,11 @@ from typing import Any
 
 from amqp import exceptions as amqp_exc
 
-from harewatch.amqp import kombu_connection, redact_url
+from harewatch.broker.connection import kombu_connection, redact_url
 from harewatch.errors import BrokerUnreachable
 from harewatch.settings import Settings
-from routing.management import Management
-from routing.topology import INFORMATIONAL_ARGS, Topology
+from harewatch.broker.management import Management
+from harewatch.broker.topology import INFORMATIONAL_ARGS, Topology
 
 
 @dataclass(frozen=True)
