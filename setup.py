@@ -1,5 +1,11 @@
 """harewatch: real-time anomaly alerting on RabbitMQ and Celery."""
-from setuptools import find_packages, setup
+from setuptools import setup
+
+# The user's top-level folders install under one name: harewatch.routing is routing/, and so on.
+FOLDERS = {"harewatch.producers": "producers", "harewatch.workers": "workers", "harewatch.routing": "routing",
+           "harewatch.templates": "templates"}
+PACKAGES = ["harewatch", "harewatch.cli", "harewatch.broker", "harewatch.producers", "harewatch.workers",
+            "harewatch.workers.detection", "harewatch.workers.notify", "harewatch.routing", "harewatch.templates"]
 
 setup(
     name="harewatch",
@@ -9,13 +15,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["harewatch*", "producers*", "workers*", "routing*", "templates*"]),
+    packages=PACKAGES,
+    package_dir=FOLDERS,
     package_data={
-        "routing": ["*.yaml"],
-        "templates": ["*/*.j2"],
+        "harewatch.routing": ["*.yaml"],
+        "harewatch.templates": ["*/*.j2"],
         "harewatch": ["py.typed"],
     },
-    include_package_data=True,
     install_requires=[
         "pika>=1.3",
         "celery>=5.3",
@@ -34,7 +40,7 @@ setup(
         "google-re2>=1.1",   # Alertmanager's regex dialect (Go RE2), for every matcher
     ],
     extras_require={
-        "test": ["pytest>=8", "aiosmtpd>=1.4"],
+        "test": ["pytest>=8", "aiosmtpd>=1.4", "mypy>=1.8"],
         "dev": ["pytest>=8", "aiosmtpd>=1.4", "mypy", "ruff"],
     },
     entry_points={"console_scripts": ["harewatch=harewatch.cli:main"]},

@@ -14,10 +14,10 @@ import tracemalloc
 
 import numpy as np
 
-from producers.simulator import Simulator
-from workers.detection import Detector, DetectorSettings
-from workers.detection.backtest import Evaluation, PointResult, Window, evaluate, run_series
-from workers.detection.detector import SeriesState
+from harewatch.producers.simulator import Simulator
+from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection.backtest import Evaluation, PointResult, Window, evaluate, run_series
+from harewatch.workers.detection.detector import SeriesState
 
 DAY = 86400.0
 
@@ -96,7 +96,7 @@ def memory_per_series(states: list[SeriesState], k: int = 2000) -> float:
 
 def statsmodels_stl_times() -> dict[str, float]:
     from statsmodels.tsa.seasonal import STL
-    from workers.detection.stl import _jumps
+    from harewatch.workers.detection.stl import _jumps
     rng = np.random.default_rng(1)
     n, p = 4320, 1440
     x = 100 + 30 * np.sin(2 * np.pi * np.arange(n) / p) + rng.normal(0, 1, n)

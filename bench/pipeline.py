@@ -29,11 +29,11 @@ import numpy as np
 import pika
 
 from harewatch.settings import load_settings
-from routing.config import load_config
+from harewatch.routing.config import load_config
 from harewatch.broker.declare import declare
 from harewatch.broker.management import Management
 from harewatch.broker.topology import topology_from_config
-from workers.store import StateStore
+from harewatch.workers.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP, DAY = 300.0, 86400.0
@@ -129,7 +129,7 @@ def start_worker(settings) -> subprocess.Popen:
                 "HAREWATCH_PREFIX": settings.prefix})
     log = open(ROOT / ".pytest_cache" / "bench-worker.log", "w") if (ROOT / ".pytest_cache").exists() \
         else subprocess.DEVNULL
-    p = subprocess.Popen([sys.executable, "-m", "celery", "-A", "workers", "worker", "--detect", "all",
+    p = subprocess.Popen([sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--detect", "all",
                           "-Q", settings.prefix + "harewatch.tasks", "--concurrency", "1", "--without-mingle",
                           "--without-gossip", "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)

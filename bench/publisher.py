@@ -16,8 +16,8 @@ import pika
 
 from harewatch.messages import Reading
 from harewatch.settings import load_settings
-from producers.formats import encode_batch
-from producers.publisher import Publisher
+from harewatch.producers.formats import encode_batch
+from harewatch.producers.publisher import Publisher
 from harewatch.broker.management import Management
 
 

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from workers.detection import Detector, DetectorSettings
-from workers.detection.backtest import run_series
-from workers.detection.calibration import sensitivity_threshold, target_rate
-from workers.detection.corpus import DAY, SHAPES, WEEK, clean, injected
+from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection.backtest import run_series
+from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
+from harewatch.workers.detection.corpus import DAY, SHAPES, WEEK, clean, injected
 
 WARMUP_DAYS = 3.0
 TOLERANCE = 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from typing import Any
 import time
 
 from harewatch.settings import Settings
@@ -15,7 +16,7 @@ class JSONFormatter(logging.Formatter):
     """Structured logs: time, level, logger, message, exception, and any ``extra=`` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        doc: dict[str, Any] = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
                "process": record.processName}
         for k, v in vars(record).items():

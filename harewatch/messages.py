@@ -30,6 +30,20 @@ class AnomalyType(str, enum.Enum):
     MISSING_DATA = "missing_data"
 
 
+class Channel(str, enum.Enum):
+    """The notification channels a receiver can deliver through."""
+
+
+    EMAIL = "email"
+    SLACK = "slack"
+    WEBHOOK = "webhook"
+    PAGERDUTY = "pagerduty"
+    MSTEAMS = "msteams"
+    DINGTALK = "dingtalk"
+    WECOM = "wecom"
+    CONSOLE = "console"
+
+
 class Severity(str, enum.Enum):
     INFO = "info"
     WARNING = "warning"

@@ -11,6 +11,7 @@ a bad value fails at start naming the variable.
 from __future__ import annotations
 
 import os
+import importlib.util
 import ssl
 import urllib.parse
 from dataclasses import dataclass, field, fields, replace
@@ -19,7 +20,14 @@ from typing import Any, Callable, Mapping
 
 from harewatch.errors import ConfigError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "routing" / "routes.yaml"
+def _default_config() -> Path:
+    """The shipped example config: routes.yaml of the harewatch.routing package (found, not imported)."""
+    spec = importlib.util.find_spec("harewatch.routing")
+    base = Path(spec.origin).parent if spec and spec.origin else Path(__file__).resolve().parent.parent / "routing"
+    return base / "routes.yaml"
+
+
+DEFAULT_CONFIG = _default_config()
 
 
 def _bool(text: str) -> bool:

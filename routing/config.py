@@ -19,10 +19,10 @@ from typing import Any, Iterator, Mapping
 
 from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
-from harewatch.broker.topology import Channel
-from routing.yamlpos import LDict, LList, load_yaml
-from workers.detection.calibration import SENSITIVITY_PERIOD, score_for_period, sensitivity_threshold
-from workers.detection.detector import DetectorSettings
+from harewatch.messages import Channel
+from harewatch.routing.yamlpos import LDict, LList, load_yaml
+from harewatch.workers.detection.calibration import SENSITIVITY_PERIOD, score_for_period, sensitivity_threshold
+from harewatch.workers.detection.detector import DetectorSettings
 
 _D = DetectorSettings()   # the detector's own defaults are the config's defaults
 SENSITIVITY = {name: sensitivity_threshold(name) for name in SENSITIVITY_PERIOD}

@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 import redis
 
 from harewatch.times import iso
-from routing.matchers import Matcher, matches_all, parse_matchers
-from routing.tree import Route, RoutingConfig, alert_labels
+from harewatch.routing.matchers import Matcher, matches_all, parse_matchers
+from harewatch.routing.tree import Route, RoutingConfig, alert_labels
 
 log = logging.getLogger("harewatch.router")
 MAX_ALERTS_PER_NOTIFICATION = 50
@@ -62,7 +62,7 @@ class Router:
     def __init__(self, routing: RoutingConfig, redis_url: str, prefix: str = "",
                  clock: Callable[[], float] = time.time) -> None:
         self.rc = routing
-        self.r = redis.Redis.from_url(redis_url, socket_timeout=10)
+        self.r: Any = redis.Redis.from_url(redis_url, socket_timeout=10)
         self.ns = f"{prefix}hw:rt:"
         self.clock = clock
         self.routes = {route.path: route for route, _ in routing.root.walk()}
@@ -79,7 +79,7 @@ class Router:
         afp = alert_fingerprint(labels)
         key = self.k("alert", afp)
         old = self.r.get(key)
-        alert = json.loads(old) if old else {"labels": labels, "startsAt": now, "fingerprint": afp, "events": 0}
+        alert: dict[str, Any] = json.loads(old) if old else {"labels": labels, "startsAt": now, "fingerprint": afp, "events": 0}
         if old and alert.get("endsAt", 0) <= now:   # it had resolved: a new firing
             alert["startsAt"] = now
         alert.update({"lastSeen": now, "endsAt": now + self.rc.resolve_timeout, "events": alert["events"] + 1,

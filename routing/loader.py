@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
-from routing.config import Config, load_config
-from routing.tree import parse_routing
+from harewatch.routing.config import Config, load_config
+from harewatch.routing.tree import parse_routing
 
 
 def load_full_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

@@ -96,7 +96,9 @@ def _unescape(raw: str, whole: str) -> str:
 
 def _split_commas(text: str) -> list[str]:
     """Split on commas outside double quotes (an escaped quote does not open or close one)."""
-    tokens, cur, inside, escaped = [], [], False, False
+    tokens: list[str] = []
+    cur: list[str] = []
+    inside = escaped = False
     for c in text:
         if c == "," and not inside:
             tokens.append("".join(cur))

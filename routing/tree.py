@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harewatch.durations import format_duration, parse_duration
 from harewatch.errors import ConfigError
-from routing.matchers import LABEL_NAME_RE, Matcher, matches_all, parse_matchers
-from routing.timeintervals import TimeRange, active, parse_time_range
-from routing.yamlpos import LDict, LList
+from harewatch.routing.matchers import LABEL_NAME_RE, Matcher, matches_all, parse_matchers
+from harewatch.routing.timeintervals import TimeRange, active, parse_time_range
+from harewatch.routing.yamlpos import LDict, LList
 
 DEFAULT_GROUP_WAIT = 30.0
 DEFAULT_GROUP_INTERVAL = 300.0
@@ -125,7 +125,7 @@ class InhibitRule:
     equal: tuple[str, ...]
     line: int = 0
 
-    def inhibits(self, target: Mapping[str, str], firing: list[Mapping[str, str]]) -> Mapping[str, str] | None:
+    def inhibits(self, target: Mapping[str, str], firing: Sequence[Mapping[str, str]]) -> Mapping[str, str] | None:
         """The firing alert that inhibits ``target`` under this rule, if any.
 
         As Alertmanager's inhibitor: when ``target`` matches the source side too,
@@ -161,7 +161,7 @@ class RoutingConfig:
     def channels(self) -> set[str]:
         return {i.channel for r in self.receivers.values() for i in r.integrations}
 
-    def inhibited_by(self, labels: Mapping[str, str], firing: list[Mapping[str, str]]) -> Mapping[str, str] | None:
+    def inhibited_by(self, labels: Mapping[str, str], firing: Sequence[Mapping[str, str]]) -> Mapping[str, str] | None:
         for rule in self.inhibit_rules:
             src = rule.inhibits(labels, firing)
             if src is not None:
@@ -387,7 +387,7 @@ def expand_teams(raw: Mapping[str, Any], file: str) -> tuple[list[dict[str, Any]
         for i, n in enumerate(body.get("notify") or []):
             npath = f"{tpath}.notify[{i}]"
             line = n.line if isinstance(n, LDict) else None
-            ch = n.get("channel") if isinstance(n, dict) else None
+            ch = str(n.get("channel")) if isinstance(n, dict) else ""
             key = next((k for k, (c, _) in INTEGRATIONS.items() if c == ch and k != "msteamsv2_configs"), None)
             if key is None:
                 raise ConfigError(f"unknown channel {ch!r}", file, line, f"{npath}.channel")
@@ -399,8 +399,9 @@ def expand_teams(raw: Mapping[str, Any], file: str) -> tuple[list[dict[str, Any]
                     conf["api_url"] = conf.pop("webhook_url")
                 if "channel_name" in conf:
                     conf["channel"] = conf.pop("channel_name")
-            receivers.append(LDict({"name": rname, key: [conf]}))
-            receivers[-1].line = line or 0
+            rec = LDict({"name": rname, key: [conf]})
+            rec.line = line or 0
+            receivers.append(rec)
             matchers = []
             for lk, lv in (n.get("when") or {}).items():
                 if isinstance(lv, list):

@@ -123,7 +123,7 @@ def get_all(channel: Any, queue: str, expect: int | None = None, timeout: float 
 @pytest.fixture
 def declared(settings: Settings) -> Settings:
     """The default config's topology declared in this test's vhost."""
-    from routing.config import load_config
+    from harewatch.routing.config import load_config
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
 
@@ -176,7 +176,7 @@ class Worker:
     def start(self, wait: float = 60.0) -> "Worker":
         self.log.parent.mkdir(exist_ok=True)
         fh = open(self.log, "a")
-        argv = [sys.executable, "-m", "celery", "-A", "workers", "worker", "-n", f"{self.name}@%h",
+        argv = [sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "-n", f"{self.name}@%h",
                 "--without-mingle", "--without-gossip", "--loglevel", "INFO", *self.args]
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env(), stdout=fh, stderr=subprocess.STDOUT,
                                      start_new_session=True, text=True)
@@ -227,10 +227,10 @@ def worker_factory() -> Iterator[Callable[..., Worker]]:
 @pytest.fixture
 def wsettings(vhost: str) -> Iterator[Settings]:
     """Settings on a fresh vhost with a unique prefix (which also namespaces the Redis keys)."""
-    from routing.config import load_config
+    from harewatch.routing.config import load_config
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
-    from workers.store import StateStore
+    from harewatch.workers.store import StateStore
 
     s = make_settings(vhost, prefix=f"t{uuid.uuid4().hex[:6]}.")
     declare(topology_from_config(load_config(s.config), s.prefix), s)

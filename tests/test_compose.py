@@ -11,7 +11,7 @@ import pika
 import pytest
 import yaml
 
-from routing.config import load_config
+from harewatch.routing.config import load_config
 from harewatch.broker.topology import export_definitions, topology_from_config
 from tests.conftest import ROOT, make_settings
 

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from tests.conftest import make_settings, run_cli
-from workers.store import StateStore
+from harewatch.workers.store import StateStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 

@@ -34,13 +34,13 @@ import pytest
 
 from harewatch.messages import fingerprint
 from harewatch.settings import Settings
-from producers.publisher import Publisher
+from harewatch.producers.publisher import Publisher
 from harewatch.broker.declare import declare
-from routing.loader import load_full_config
+from harewatch.routing.loader import load_full_config
 from harewatch.broker.topology import topology_from_config
 from tests.conftest import make_settings
-from workers.detection.detector import SeriesState
-from workers.store import StateStore
+from harewatch.workers.detection.detector import SeriesState
+from harewatch.workers.store import StateStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 

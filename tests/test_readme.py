@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from tests.conftest import ROOT, make_settings
-from workers.store import StateStore
+from harewatch.workers.store import StateStore
 
 README = (ROOT / "README.md").read_text()
 

@@ -1,8 +1,8 @@
-"""harewatch's Celery workers: ``celery -A workers worker --detect all`` (see ``harewatch worker``).
+"""harewatch's Celery workers: ``celery -A harewatch.workers worker --detect all`` (see ``harewatch worker``).
 
 Importing this package does nothing; reading its ``app`` attribute (what
-``celery -A workers`` does) builds the Celery app from the environment's
-settings, with every bootstep and task registered (:func:`runtime.app`).
+``celery -A harewatch.workers`` does) builds the Celery app from the environment's
+settings, with every bootstep and task registered (:func:`celery_app.app`).
 """
 from __future__ import annotations
 
@@ -11,6 +11,6 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from workers import runtime
-        return runtime.app()
+        from harewatch.workers.celery_app import app
+        return app()
     raise AttributeError(f"module 'workers' has no attribute {name!r}")

@@ -7,6 +7,7 @@ no remote-control or event queues, Sentry when ``SENTRY_DSN`` is set.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -15,7 +16,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_init
 
 from harewatch.settings import Settings
-from routing.loader import load_full_config
+from harewatch.routing.loader import load_full_config
 
 log = logging.getLogger("harewatch")
 
@@ -25,14 +26,14 @@ def _no_native_delayed_delivery() -> None:
     so Celery's native delayed delivery, which would add 28 celery_delayed_* queues, stays off."""
     from celery.worker.consumer.delayed_delivery import DelayedDelivery
 
-    DelayedDelivery.include_if = lambda self, c: False  # type: ignore[method-assign]
+    DelayedDelivery.include_if = lambda self, c: False
 
 
 def create_app(settings: Settings, config: Any = None) -> Celery:
     """The harewatch Celery app for ``settings``, with its bootsteps and tasks registered.
 
     Nothing happens at import: whoever starts a worker (``harewatch worker``, or
-    ``celery -A workers`` through :func:`workers.__getattr__`) calls this, and a
+    ``celery -A harewatch.workers`` through :func:`workers.__getattr__`) calls this, and a
     bad config fails here, naming the file and line.
     """
     from kombu import Queue
@@ -83,16 +84,16 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
         },
         timezone="UTC",
     )
-    app.harewatch_settings = settings  # type: ignore[attr-defined]
-    app.harewatch_names = names  # type: ignore[attr-defined]
+    app.harewatch_settings = settings
+    app.harewatch_names = names
     _sentry(settings)
     setup_logging.connect(_logging, weak=False, dispatch_uid="harewatch.logging")
     worker_process_init.connect(_child_sentry, weak=False, dispatch_uid="harewatch.sentry")
     # registering: tasks are shared_task (bound to every app), bootsteps are added here
-    from workers import health, tasks  # noqa: F401
-    from workers.detect import DetectConsumer
-    from workers.notify import task as _notify_task  # noqa: F401
-    from workers.route import RouteConsumer
+    from harewatch.workers import health, tasks  # noqa: F401
+    from harewatch.workers.detect import DetectConsumer
+    from harewatch.workers.notify import task as _notify_task  # noqa: F401
+    from harewatch.workers.route import RouteConsumer
     app.steps["consumer"].add(DetectConsumer)
     app.steps["consumer"].add(RouteConsumer)
     for opt in (click.Option(["--detect"], default=None,
@@ -113,13 +114,20 @@ def _sentry(settings: Settings) -> None:
                     send_default_pii=False)
 
 
+@functools.lru_cache(maxsize=1)
+def app() -> Celery:
+    """This process's Celery app, built once from the process's settings and config (:mod:`runtime`)."""
+    from harewatch.workers import runtime
+    return create_app(runtime.settings(), runtime.config())
+
+
 def _child_sentry(**_: object) -> None:  # prefork children need their own client
-    from workers import runtime
+    from harewatch.workers import runtime
     _sentry(runtime.settings())
 
 
 def _logging(**_: object) -> None:
     """harewatch configures logging itself (text or JSON), for workers and beat alike."""
     from harewatch.logs import setup_logging as configure
-    from workers import runtime
+    from harewatch.workers import runtime
     configure(runtime.settings())

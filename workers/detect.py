@@ -17,12 +17,12 @@ import time
 from typing import Any
 
 import redis
-from kombu import Consumer, Producer
+from kombu import Consumer
 
-from harewatch.messages import AnomalyEvent
-from workers import metrics, runtime
-from workers.engine import Engine, InMessage, Invalid
-from workers.steps import TimedConsumerStep
+from harewatch.workers import metrics, runtime
+from harewatch.workers.engine import Engine, InMessage, Invalid
+from harewatch.workers.events import EventPublisher
+from harewatch.workers.steps import TimedConsumerStep
 
 log = logging.getLogger("harewatch.detect")
 
@@ -60,69 +60,6 @@ def select_queues(cfg: Any, prefix: str, which: str) -> list[Any]:
     return out
 
 
-class Publisher:
-    """Confirmed publishes of anomaly events and invalid readings on a connection of its own."""
-
-    def __init__(self, celery_app: Any) -> None:
-        self.app = celery_app
-        self.conn = celery_app.connection_for_write()
-        self.names = runtime.names()
-        self.producer: Producer | None = None
-
-    def _producer(self) -> Producer:
-        if self.producer is None:
-            self.conn.ensure_connection(max_retries=3)
-            self.producer = Producer(self.conn.channel())
-        return self.producer
-
-    def publish(self, body: bytes | str, exchange: str, routing_key: str, **props: Any) -> None:
-        try:
-            self._producer().publish(body, exchange=exchange, routing_key=routing_key, delivery_mode=2,
-                                     serializer=None, **props)
-        except Exception:
-            self.close()
-            raise
-
-    def events(self, events: list[AnomalyEvent]) -> None:
-        for ev in events:
-            self.publish(ev.to_json(), self.names.anomalies, ev.routing_key(), content_type="application/json",
-                         content_encoding="utf-8", message_id=ev.id, headers={"x-harewatch-schema": ev.schema})
-
-    def invalid(self, items: list[Invalid]) -> None:
-        for it in items:
-            m, e = it.message, it.error
-            headers = dict(m.headers or {})
-            headers.update({"x-harewatch-reason": e.reason, "x-harewatch-error": str(e)[:1000],
-                            "x-original-exchange": m.exchange, "x-original-routing-key": m.routing_key,
-                            "x-harewatch-queue": m.queue})
-            if e.line is not None:
-                headers["x-harewatch-line"] = e.line
-            if e.field:
-                headers["x-harewatch-field"] = e.field
-            self.publish(m.body, self.names.readings_invalid, m.routing_key,
-                         content_type=m.content_type or "application/octet-stream", content_encoding="binary",
-                         headers=headers)
-
-    def close(self) -> None:
-        try:
-            self.conn.release()
-        except Exception:  # noqa: BLE001
-            pass
-        self.conn = self.app.connection_for_write()
-        self.producer = None
-
-
-def publish_events(events: list[AnomalyEvent]) -> None:
-    """Publish anomaly events (confirmed) on a short-lived connection: for periodic tasks."""
-    if not events:
-        return
-    pub = Publisher(runtime.app())
-    try:
-        pub.events(events)
-    finally:
-        pub.conn.release()
-
-
 class DetectConsumer(TimedConsumerStep):
     """``--detect METRICS``: consume those detect queues in this worker."""
 
@@ -140,7 +77,7 @@ class DetectConsumer(TimedConsumerStep):
         self.last_checkpoint = time.monotonic()
         self.first_at = 0.0
         self.engine: Engine | None = None
-        self.out: Publisher | None = None
+        self.out: EventPublisher | None = None
         self.retry_at = 0.0
         self.failures = 0
         self.stats = {"readings": 0, "invalid": 0, "anomalies": 0, "batches": 0}
@@ -154,7 +91,7 @@ class DetectConsumer(TimedConsumerStep):
         self.engine.reset()         # we may have lost single-active-consumer status meanwhile
         self.buffer, self.unacked, self.refits, self.pending = [], [], [], []
         if self.out is None:
-            self.out = Publisher(self.app)
+            self.out = EventPublisher(self.app)
         log.info("detection consuming %s", ", ".join(q.name for q in queues))
         # one consumer per queue, so a rejected reading can name the queue it came from
         return [Consumer(channel, queues=[q], on_message=functools.partial(self.on_message, queue=q.name),
@@ -252,7 +189,7 @@ class DetectConsumer(TimedConsumerStep):
 
     def _one_by_one(self, msgs: list[InMessage]) -> Any:
         from harewatch.errors import InvalidInput
-        from workers.engine import BatchResult
+        from harewatch.workers.engine import BatchResult
 
         assert self.engine is not None
         res = BatchResult()
@@ -274,7 +211,7 @@ class DetectConsumer(TimedConsumerStep):
     def _in(m: Any) -> InMessage:
         """The engine's view of a kombu message; never raises, whatever the client sent."""
         props = m.properties or {}
-        ts = props.get("timestamp")
+        ts: Any = props.get("timestamp")
         if hasattr(ts, "timestamp"):
             ts = ts.timestamp()
         try:

@@ -16,11 +16,11 @@ from typing import Any, Callable, Mapping
 
 from harewatch.errors import InvalidInput
 from harewatch.messages import AnomalyEvent, Reading
-from producers.formats import parse_body
-from routing.ownership import rules_from_config, team_for
-from workers.detection import Detector, DetectorSettings
-from workers.detection.detector import PointResult, SeriesState
-from workers.store import StateStore
+from harewatch.producers.formats import parse_body
+from harewatch.routing.ownership import rules_from_config, team_for
+from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection.detector import PointResult, SeriesState
+from harewatch.workers.store import StateStore
 
 log = logging.getLogger("harewatch.detect")
 

@@ -10,6 +10,7 @@ is not an anomaly event is rejected and so dead-lettered to
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -18,9 +19,9 @@ from typing import Any
 import redis
 from kombu import Consumer
 
-from workers import runtime
-from routing.dispatch import Router
-from workers.steps import TimedConsumerStep
+from harewatch.workers import runtime
+from harewatch.routing.dispatch import Router
+from harewatch.workers.steps import TimedConsumerStep
 
 log = logging.getLogger("harewatch.route")
 TICK = 1.0
@@ -32,10 +33,10 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-def send_notification(routing_key: str, note: dict[str, Any]) -> None:
+def send_notification(app: Any, routing_key: str, note: dict[str, Any]) -> None:
     """Publish one notification task to the alerts exchange, confirmed, with the notification id as task id."""
     names = runtime.names()
-    runtime.app().send_task("harewatch.notify", kwargs={"notification": note}, task_id=note["id"],
+    app.send_task("harewatch.notify", kwargs={"notification": note}, task_id=note["id"],
                   exchange=names.alerts, routing_key=routing_key, retry=True,
                   retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3})
 
@@ -45,6 +46,7 @@ class RouteConsumer(TimedConsumerStep):
     interval = TICK
 
     def __init__(self, parent: Any, route: bool = False, **kwargs: Any) -> None:
+        self.app = parent.app
         self.enabled = bool(route)
         self.router: Router | None = None
         self.token = uuid.uuid4().hex
@@ -85,7 +87,7 @@ class RouteConsumer(TimedConsumerStep):
             r = self.router.r
             if not r.eval(_RENEW, 1, self.router.k("leader"), self.token, LEASE_MS):
                 return   # another router flushes
-            self.router.tick(send_notification)
+            self.router.tick(functools.partial(send_notification, self.app))
         except Exception:  # noqa: BLE001 - the next tick tries again; nothing was recorded as sent
             log.exception("router tick failed")
 

@@ -14,7 +14,7 @@ def use(settings: Settings) -> None:
     """Run this process with ``settings`` (before anything asks for them); else they come from the environment."""
     global _settings
     _settings = settings
-    for cached in (config, store, app):
+    for cached in (config, store):
         cached.cache_clear()
 
 
@@ -25,22 +25,17 @@ def settings() -> Settings:
     return _settings
 
 
-@functools.lru_cache(maxsize=1)
-def app() -> Any:
-    """This process's Celery app, built once from :func:`settings` and :func:`config`."""
-    from workers.celery_app import create_app
-    return create_app(settings(), config())
 
 
 @functools.lru_cache(maxsize=1)
 def config() -> Any:
-    from routing.loader import load_full_config
+    from harewatch.routing.loader import load_full_config
     return load_full_config(settings().config)
 
 
 @functools.lru_cache(maxsize=1)
 def store() -> Any:
-    from workers.store import StateStore
+    from harewatch.workers.store import StateStore
     return StateStore(settings().redis_url, settings().prefix)
 
 

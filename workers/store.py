@@ -12,14 +12,14 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import redis
 
-from workers.detection.stl import Fit
+from harewatch.workers.detection.stl import Fit
 
 
 class StateStore:
     """Thin, batched access to the keys harewatch keeps per series."""
 
     def __init__(self, url: str, prefix: str = "") -> None:
-        self.r = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
+        self.r: Any = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5,
                                       health_check_interval=30)
         self.ns = f"{prefix}hw:"
 

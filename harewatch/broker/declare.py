@@ -11,7 +11,7 @@ from harewatch.broker.connection import kombu_connection, redact_url
 from harewatch.errors import BrokerUnreachable
 from harewatch.settings import Settings
 from harewatch.broker.management import Management
-from harewatch.broker.topology import INFORMATIONAL_ARGS, Topology
+from harewatch.broker.topology import INFORMATIONAL_ARGS, Topology, exchange_args, queue_args
 
 
 @dataclass(frozen=True)
@@ -123,22 +123,22 @@ def declare(topology: Topology, settings: Settings) -> list[Outcome]:
             had = exists("exchange", ex)
             try:
                 channel.exchange_declare(ex.name, ex.type, durable=True, auto_delete=False,
-                                         arguments=ex.arguments or {})
+                                         arguments=exchange_args(ex) or {})
                 outcomes.append(Outcome("exchange", ex.name, "kept" if had else "created"))
             except amqp_exc.PreconditionFailed as exc:
                 fresh()
                 outcomes.append(Outcome("exchange", ex.name, "drift",
-                                        tuple(drifts_of("exchange", ex, dict(ex.arguments or {}), str(exc)))))
+                                        tuple(drifts_of("exchange", ex, dict(exchange_args(ex) or {}), str(exc)))))
         for q in topology.queues:
             had = exists("queue", q)
             try:
                 channel.queue_declare(q.name, durable=True, auto_delete=False, exclusive=False,
-                                      arguments=q.queue_arguments)
+                                      arguments=queue_args(q))
                 status = "kept" if had else "created"
             except amqp_exc.PreconditionFailed as exc:
                 fresh()
                 outcomes.append(Outcome("queue", q.name, "drift",
-                                        tuple(drifts_of("queue", q, dict(q.queue_arguments), str(exc)))))
+                                        tuple(drifts_of("queue", q, dict(queue_args(q)), str(exc)))))
                 continue
             for b in q.bindings:
                 channel.queue_bind(q.name, b.exchange.name, routing_key=b.routing_key or "")

@@ -11,7 +11,6 @@ else (``queue_name``, ``dlq_name``, ...).
 """
 from __future__ import annotations
 
-import enum
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,17 +26,6 @@ DELIVERY_LIMIT_NOTIFY = 20
 # Broker-held retry delays for notifications (seconds).  A notification that
 # failed transiently waits in the smallest tier at least as long as its backoff.
 RETRY_TIERS: tuple[int, ...] = (1, 5, 30, 120, 600, 1800)
-
-
-class Channel(str, enum.Enum):
-    EMAIL = "email"
-    SLACK = "slack"
-    WEBHOOK = "webhook"
-    PAGERDUTY = "pagerduty"
-    MSTEAMS = "msteams"
-    DINGTALK = "dingtalk"
-    WECOM = "wecom"
-    CONSOLE = "console"
 
 
 @dataclass(frozen=True)
@@ -189,13 +177,13 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
 
     def add(q: Queue) -> None:
         t.queues.append(q)
-        t.descriptions[q.name] = q.queue_arguments["description"]
+        t.descriptions[q.name] = queue_args(q)["description"]
 
     add(Queue(n.readings_invalid, durable=True, bindings=[binding(ex_invalid)],
               queue_arguments=quorum_args("Invalid readings, reason in header x-harewatch-reason; inspect, fix the producer")))
     # one active consumer per detect queue keeps each series' points in order (DESIGN §3);
     # more workers on a queue are hot standbys that take over at once
-    detect_args = dict(dlx=n.readings_invalid, delivery_limit=DELIVERY_LIMIT_DETECT,
+    detect_args: dict[str, Any] = dict(dlx=n.readings_invalid, delivery_limit=DELIVERY_LIMIT_DETECT,
                        **{"x-single-active-consumer": True})
     for base in sorted(metric_queues):
         metrics = sorted(metric_queues[base])
@@ -233,7 +221,7 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
         add(Queue(n.retry_queue(tier), durable=True, bindings=[binding(ex)],
                   queue_arguments=quorum_args(
                       f"Notifications waiting {format_duration(tier)} before a retry (back to alerts)",
-                      dlx=n.alerts, **{"x-message-ttl": tier * 1000})))
+                      dlx=n.alerts, **ttl_arg(tier))))
 
     add(Queue(n.tasks, durable=True, queue_arguments=quorum_args(
         "harewatch internal tasks: model refits, missing-data checks, router flushes")))
@@ -249,21 +237,36 @@ def topology_from_config(cfg: Any, prefix: str = "") -> Topology:
     return build_topology(cfg.detect_queues(), channels, prefix)
 
 
+def ttl_arg(seconds: float) -> dict[str, Any]:
+    """A queue's message TTL as an x-argument (milliseconds)."""
+    return {"x-message-ttl": int(seconds * 1000)}
+
+
+def queue_args(q: Queue) -> dict[str, Any]:
+    """A kombu Queue's x-arguments (kombu sets the attribute dynamically)."""
+    return dict(getattr(q, "queue_arguments", None) or {})
+
+
+def exchange_args(ex: Exchange) -> dict[str, Any]:
+    """A kombu Exchange's arguments."""
+    return dict(getattr(ex, "arguments", None) or {})
+
+
 # -- drawing -------------------------------------------------------------
 def render_tree(t: Topology) -> str:
     """The topology as a readable tree: exchange -> (routing key) -> queue [arguments]."""
     by_ex: dict[str, list[tuple[str, str]]] = {}
-    for ex, key, q in t.bindings():
-        by_ex.setdefault(ex, []).append((key, q))
+    for ex_name, key, q_name in t.bindings():
+        by_ex.setdefault(ex_name, []).append((key, q_name))
     lines: list[str] = []
     for ex in t.exchanges:
         extra = ""
-        if ex.arguments and "alternate-exchange" in ex.arguments:
-            extra = f", alternate-exchange={ex.arguments['alternate-exchange']}"
+        if exchange_args(ex) and "alternate-exchange" in exchange_args(ex):
+            extra = f", alternate-exchange={exchange_args(ex)['alternate-exchange']}"
         lines.append(f"[{ex.name}] {ex.type}{extra}  - {t.descriptions.get(ex.name, '')}")
         for key, qn in by_ex.get(ex.name, []):
             q = t.queue(qn)
-            args = {k: v for k, v in q.queue_arguments.items() if k not in INFORMATIONAL_ARGS}
+            args = {k: v for k, v in queue_args(q).items() if k not in INFORMATIONAL_ARGS}
             arg_s = ", ".join(f"{k.removeprefix('x-')}={v}" for k, v in args.items())
             label = f"'{key}'" if key else "(all)"
             lines.append(f"  --{label}--> {qn}  ({arg_s})")
@@ -315,12 +318,12 @@ def export_definitions(t: Topology, vhost: str = "/", users: dict[str, str] | No
         "permissions": [],
         "exchanges": [
             {"name": e.name, "vhost": vhost, "type": e.type, "durable": True, "auto_delete": False,
-             "internal": False, "arguments": dict(e.arguments or {})}
+             "internal": False, "arguments": dict(exchange_args(e) or {})}
             for e in t.exchanges
         ],
         "queues": [
             {"name": q.name, "vhost": vhost, "durable": True, "auto_delete": False,
-             "arguments": dict(q.queue_arguments)}
+             "arguments": dict(queue_args(q))}
             for q in t.queues
         ],
         "bindings": [

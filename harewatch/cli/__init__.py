@@ -26,7 +26,7 @@ class Context:
     @property
     def config(self) -> Any:
         if self._config is None:
-            from routing.loader import load_full_config
+            from harewatch.routing.loader import load_full_config
             self._config = load_full_config(self.settings.config)
         return self._config
 

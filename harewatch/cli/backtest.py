@@ -46,7 +46,7 @@ def load_labels(path: str) -> dict[str, list[Any]]:
     ``{"file.csv": ["ts", ...]}`` or ``{"file.csv": [["start", "end"], ...]}``.
     """
     from harewatch.times import parse_ts
-    from workers.detection.backtest import Window
+    from harewatch.workers.detection.backtest import Window
 
     with open(path, encoding="utf-8") as fh:
         doc = json.load(fh)
@@ -85,10 +85,10 @@ def load_labels(path: str) -> dict[str, list[Any]]:
 def cli(ctx: Context, files: tuple[str, ...], out: str | None, labels: str | None, metric_config: str | None,
         metric: str | None, tolerance: int, min_magnitude: float) -> None:
     """Run exactly the live detector over FILES (CSV: timestamp,value[,series]) and write one scored row per input row."""
-    from routing.config import load_config
-    from workers.detection import Detector, DetectorSettings
-    from workers.detection.backtest import Evaluation, evaluate, run_series
-    from workers.detection.backtest import row as result_row
+    from harewatch.routing.config import load_config
+    from harewatch.workers.detection import Detector, DetectorSettings
+    from harewatch.workers.detection.backtest import Evaluation, evaluate, run_series
+    from harewatch.workers.detection.backtest import row as result_row
 
     cfg = load_config(metric_config) if metric_config else ctx.config
     ms = cfg.metric(metric) if metric else cfg.defaults

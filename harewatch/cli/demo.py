@@ -96,7 +96,7 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
                 "PAGERDUTY_URL": f"{base}/pagerduty", "SMTP_HOST": f"127.0.0.1:{smtp_port}",
                 "PYTHONUNBUFFERED": "1"})
     logdir = Path(tempfile.mkdtemp(prefix="harewatch-demo-"))
-    py = [sys.executable, "-m", "celery", "-A", "workers", "worker", "--without-mingle", "--without-gossip",
+    py = [sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--without-mingle", "--without-gossip",
           "--loglevel", "INFO"]
     tasks_q = s.prefix + "harewatch.tasks"
     notify_qs = ",".join(q.name for q in topology_from_config(cfg, s.prefix).notify_queues.values())

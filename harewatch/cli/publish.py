@@ -6,7 +6,7 @@ import contextlib
 import re
 import sys
 import time
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 import click
 
@@ -50,7 +50,7 @@ def cli(ctx: Context, metric: str | None, value: float | None, labels: tuple[str
     """
     from harewatch.times import parse_ts
     from harewatch.messages import parse_json_reading
-    from producers.publisher import Publisher
+    from harewatch.producers.publisher import Publisher
 
     if path is None:
         if metric is None or value is None:
@@ -90,12 +90,13 @@ def _kv(pairs: tuple[str, ...]) -> dict[str, str]:
 def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, batch: int,
                  extra: dict[str, str], quiet: bool) -> tuple[int, int]:
     """Stream a file through the publisher; bad lines are reported and skipped."""
-    from producers.formats import file_format, parse_file_lines, sniff
-    from producers.publisher import Publisher
+    from harewatch.producers.formats import file_format, parse_file_lines, sniff
+    from harewatch.producers.publisher import Publisher
 
     stream: IO[str]
+    lines: Iterable[str]
     if path == "-":
-        stream = click.get_text_stream("stdin")
+        stream = sys.stdin   # text, as click's own "-" would give
         if fmt is None:
             first = stream.readline()
             fmt = "csv" if first.lower().startswith("metric,") or ",value" in first.lower() else sniff(first.encode())
@@ -117,7 +118,8 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
             total = None
     read = [0]
 
-    def counted(src):  # noqa: ANN001, ANN202 - bytes read, for the progress bar
+    def counted(src: Iterable[str]) -> Iterator[str]:
+        """The lines, counting the bytes read for the progress bar."""
         for line in src:
             read[0] += len(line)
             yield line

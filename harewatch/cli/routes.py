@@ -16,7 +16,7 @@ def _group_by(timings: dict[str, Any]) -> str:
 
 
 def _load(ctx: Context, path: str | None) -> Any:
-    from routing.loader import load_full_config
+    from harewatch.routing.loader import load_full_config
     return load_full_config(path or ctx.settings.config)
 
 
@@ -97,7 +97,7 @@ def check(ctx: Context, path: str | None) -> None:
     """Validate the config; exit 0 when it loads, 1 with the error when it does not."""
     try:
         cfg = _load(ctx, path)
-        from workers.notify.render import check_templates
+        from harewatch.workers.notify.render import check_templates
         dirs = {ctx.settings.templates_dir} | {str(i.settings["templates_dir"]) for r in cfg.routing.receivers.values()
                                                for i in r.integrations if i.settings.get("templates_dir")}
         n_templates = check_templates(tuple(sorted(d for d in dirs if d)))

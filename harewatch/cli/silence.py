@@ -13,7 +13,7 @@ from harewatch.times import iso
 
 
 def _router(ctx: Context):  # noqa: ANN202
-    from routing.dispatch import Router
+    from harewatch.routing.dispatch import Router
     return Router(ctx.config.routing, ctx.settings.redis_url, ctx.settings.prefix)
 
 
@@ -30,7 +30,7 @@ def cli() -> None:
 @pass_ctx
 def add(ctx: Context, matchers: tuple[str, ...], duration: str, comment: str, author: str | None) -> None:
     """Silence alerts matching MATCHERS (e.g. team=payments 'alertname=~"cpu.*"')."""
-    from routing.matchers import parse_matchers
+    from harewatch.routing.matchers import parse_matchers
     try:
         for m in matchers:
             parse_matchers(m)

@@ -46,7 +46,7 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
         batch: int) -> None:
     """Simulate seasonal metrics with injected anomalies (spike, dip, level_shift, variance_change,
     flatline, missing_data) and publish them like a fleet of agents would."""
-    from producers.simulator import Simulator
+    from harewatch.producers.simulator import Simulator
 
     step = parse_duration(interval)
     if step <= 0:
@@ -84,7 +84,7 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
         click.echo(f"wrote {n_series} series x {n} points to {out}")
         return
 
-    from producers.publisher import Publisher
+    from harewatch.producers.publisher import Publisher
     total = 0
     with Publisher(settings=ctx.settings, batch_size=batch, linger=0.2) as pub:
         if back:
@@ -110,10 +110,11 @@ def cli(ctx: Context, n_series: int, interval: str, duration: str | None, rate: 
         try:
             while time.time() < end:
                 truth_all.extend(sim.truth(t_sim, chunk))
-                for ts, readings in sim.readings(t_sim, chunk):
-                    due = wall0 + (ts - sim0) / speed
+                for t_event, readings in sim.readings(t_sim, chunk):
+                    t_now = float(t_event)
+                    due = wall0 + (t_now - sim0) / speed
                     # sped up until the simulated clock reaches the real one, never past it
-                    wait = max(due - time.monotonic(), ts - time.time())
+                    wait = max(float(due) - time.monotonic(), t_now - time.time())
                     if wait > 0:
                         pub.flush()
                         time.sleep(min(wait, max(0.0, end - time.time())))

@@ -9,14 +9,15 @@ from harewatch.cli import Context, pass_ctx
 
 
 def _celery(argv: list[str], settings: Settings) -> None:
-    from workers import runtime
+    from harewatch.workers import runtime
+    from harewatch.workers.celery_app import app
     runtime.use(settings)
-    runtime.app().worker_main(argv=["worker", *argv])
+    app().worker_main(argv=["worker", *argv])
 
 
 @click.group("worker")
 def cli() -> None:
-    """Start workers (each is `celery -A workers worker ...` underneath)."""
+    """Start workers (each is `celery -A harewatch.workers worker ...` underneath)."""
 
 
 @cli.command()
@@ -28,7 +29,7 @@ def cli() -> None:
 @pass_ctx
 def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: str) -> None:
     """Score readings from detect.<metric> queues and publish anomalies."""
-    from workers.detect import select_queues
+    from harewatch.workers.detect import select_queues
     select_queues(ctx.config, ctx.settings.prefix, metrics)  # fail early, naming unknown metrics
     argv = ["--detect", metrics, "-Q", ctx.settings.prefix + "harewatch.tasks", "-n", "detect@%h",
             "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
@@ -66,7 +67,7 @@ def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: s
     unknown = set(wanted) - set(have)
     if unknown:
         raise click.BadParameter(f"no notify queue for {sorted(unknown)}; configured channels: {have}")
-    from workers.notify.render import check_templates
+    from harewatch.workers.notify.render import check_templates
     check_templates(tuple(d for d in (ctx.settings.templates_dir,) if d))   # a broken template fails here
     argv = ["-Q", ",".join(names.notify_queue(c) for c in wanted), "-n", f"notify-{'-'.join(wanted)}@%h",
             "--concurrency", str(concurrency), "--pool", pool, "--loglevel", loglevel,

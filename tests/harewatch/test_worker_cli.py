@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from harewatch.broker.declare import declare
-from routing.loader import load_full_config
+from harewatch.routing.loader import load_full_config
 from harewatch.broker.topology import topology_from_config
 from tests.conftest import ROOT, make_settings
 from tests.workers.notify.test_notifier_worker import note_for, publish_notification

@@ -8,7 +8,7 @@ import pytest
 
 from harewatch.errors import InvalidInput
 from harewatch.messages import Reading
-from producers.formats import parse_body, parse_file_lines
+from harewatch.producers.formats import parse_body, parse_file_lines
 from harewatch.times import parse_ts
 
 TS = 1795333186.0

@@ -13,9 +13,9 @@ from typing import Any
 import pika
 import pytest
 
-from producers.formats import parse_body
+from harewatch.producers.formats import parse_body
 from tests.conftest import ROOT, queue_depth
-from workers.store import StateStore
+from harewatch.workers.store import StateStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 README = (ROOT / "README.md").read_text()

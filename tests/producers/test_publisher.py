@@ -8,8 +8,8 @@ import time
 import pytest
 
 from harewatch.errors import BrokerUnreachable, UnroutableMessage
-from producers.formats import parse_body
-from producers.publisher import Publisher
+from harewatch.producers.formats import parse_body
+from harewatch.producers.publisher import Publisher
 from tests.conftest import get_all, run_cli
 
 pytestmark = pytest.mark.broker

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from harewatch.errors import ConfigError
-from routing.config import parse_config
-from routing.matchers import parse_matcher, parse_matchers
-from routing.tree import InhibitRule, parse_routing
+from harewatch.routing.config import parse_config
+from harewatch.routing.matchers import parse_matcher, parse_matchers
+from harewatch.routing.tree import InhibitRule, parse_routing
 
 needs_amtool = pytest.mark.skipif(not shutil.which("amtool"), reason="amtool (prometheus-alertmanager) not installed")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from harewatch.errors import ConfigError
-from routing.config import load_config, parse_config
+from harewatch.routing.config import load_config, parse_config
 from tests.conftest import ROOT
 
 

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from harewatch.errors import ConfigError
-from routing.config import parse_config
-from routing.loader import load_full_config
-from routing.tree import parse_routing
+from harewatch.routing.config import parse_config
+from harewatch.routing.loader import load_full_config
+from harewatch.routing.tree import parse_routing
 from tests.conftest import ROOT, make_settings, run_cli
 
 AM = ROOT / "tests" / "routing" / "data" / "alertmanager.yml"

@@ -12,11 +12,11 @@ import pika
 import pytest
 
 from harewatch.messages import fingerprint
-from producers.publisher import Publisher
+from harewatch.producers.publisher import Publisher
 from tests.conftest import get_all
 from tests.conftest import queue_depth
-from workers.detection.detector import SeriesState
-from workers.store import StateStore
+from harewatch.workers.detection.detector import SeriesState
+from harewatch.workers.store import StateStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 
@@ -161,7 +161,7 @@ def test_exchange_deleted_mid_run_defers_until_restored(wsettings, worker_factor
     while time.monotonic() < deadline and queue_depth(wsettings, "detect.default") == 0:
         time.sleep(0.5)
     assert queue_depth(wsettings, "detect.default") > 0    # held, not acked
-    from routing.config import load_config
+    from harewatch.routing.config import load_config
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
     declare(topology_from_config(load_config(wsettings.config), wsettings.prefix), wsettings)
@@ -217,7 +217,7 @@ def test_connection_closed_by_broker_is_survived(wsettings, worker_factory, mgmt
 
 def test_two_workers_find_what_one_finds(vhost_factory, worker_factory):
     from tests.conftest import make_settings
-    from routing.config import load_config
+    from harewatch.routing.config import load_config
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
     import uuid

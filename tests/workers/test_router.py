@@ -9,9 +9,9 @@ import uuid
 import pika
 import pytest
 
-from routing.config import parse_config
-from routing.tree import parse_routing
-from routing.dispatch import Router
+from harewatch.routing.config import parse_config
+from harewatch.routing.tree import parse_routing
+from harewatch.routing.dispatch import Router
 
 CONFIG = """
 global: {resolve_timeout: 5m}

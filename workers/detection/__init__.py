@@ -7,6 +7,6 @@
 >>> det.update(state, 6000.0, 500.0).anomaly
 True
 """
-from workers.detection.detector import Detector, DetectorSettings, PointResult, SeriesState
+from harewatch.workers.detection.detector import Detector, DetectorSettings, PointResult, SeriesState
 
 __all__ = ["Detector", "DetectorSettings", "PointResult", "SeriesState"]

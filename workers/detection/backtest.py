@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from workers.detection.detector import Detector, PointResult
+from harewatch.workers.detection.detector import Detector, PointResult
 
 
 def run_series(det: Detector, ts: Sequence[float], values: Sequence[float], missing_check: bool = True

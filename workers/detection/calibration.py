@@ -123,7 +123,7 @@ def value_at(c: list[float], p: float) -> float:
         return c[_U]
     g = c[_GAM]
     if g > 1e-6 or g < -1e-6:
-        return c[_U] + c[_SIG] / g * (r ** g - 1.0)
+        return c[_U] + c[_SIG] / g * (float(r ** g) - 1.0)
     return c[_U] + c[_SIG] * math.log(r)
 
 

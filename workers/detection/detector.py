@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from workers.detection import calibration as cal
-from workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
-from workers.detection.stl import Fit, fit_seasonal, seasonal_naive
+from harewatch.workers.detection import calibration as cal
+from harewatch.workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
+from harewatch.workers.detection.stl import Fit, fit_seasonal, seasonal_naive
 
 COLD_POINTS = 30          # points before the robust level model takes over
 COLD_MIN = 10             # points before cold-start scoring may flag anything
@@ -186,7 +186,7 @@ class SeriesState:
         """Compact bytes: a JSON header of scalars, then the float arrays and lists as raw doubles."""
         head: dict[str, Any] = {}
         blobs: list[bytes] = []
-        for name in self.__slots__:  # type: ignore[attr-defined]
+        for name in self.__slots__:
             v = getattr(self, name)
             if name in self._ARRAYS or name in self._LISTS:
                 if v is None:
@@ -211,7 +211,7 @@ class SeriesState:
         head = json.loads(data[7:7 + hl])
         pos = 7 + hl
         st = cls()
-        known = set(cls.__slots__)  # type: ignore[attr-defined]
+        known = set(cls.__slots__)
         for name, v in head.items():
             if name not in known:   # written by a newer version: skip its bytes, keep the rest
                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
@@ -495,7 +495,8 @@ class Detector:
             del rt[0], rx[0], re_[0]
         if st.bucket:
             hv = x
-            if res.upper is not None and st.profile is not None and res.type != "level_shift":
+            if res.upper is not None and res.expected is not None and st.profile is not None \
+                    and res.type != "level_shift":
                 # winsorise: a spike must not bend the next fit
                 lim = 0.8 * (res.upper - res.expected)
                 lo, hi = res.expected - lim, res.expected + lim

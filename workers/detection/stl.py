@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workers.detection.seasonality import fill_gaps
+from harewatch.workers.detection.seasonality import fill_gaps
 
 
 @dataclass

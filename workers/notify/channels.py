@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 import requests
 
 from harewatch.errors import PermanentError, TransientError
-from workers.notify.render import render
+from harewatch.workers.notify.render import render
 
 TIMEOUT = 10.0
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -99,7 +99,7 @@ def send_webhook(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str
 
 # -- Slack (incoming webhook, Block Kit) ----------------------------------------------
 def send_slack(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
-    url = s.get("api_url") or s.get("webhook_url")
+    url = str(s.get("api_url") or s.get("webhook_url") or "")
     text = render("slack/message.json.j2", ctx, ctx.get("_dirs", ()))
     try:
         json.loads(text)
@@ -197,7 +197,7 @@ def email_message(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[st
     msg["X-Harewatch-Notification"] = note["id"]
     msg.set_content(render("email/body.txt.j2", ctx, dirs))
     msg.add_alternative(render("email/body.html.j2", ctx, dirs), subtype="html")
-    html = msg.get_payload()[-1]
+    html: Any = msg.get_payload()[-1]  # type: ignore[index]
     for a in ctx["alerts"]:
         if a.get("chart"):
             html.add_related(a["chart"], maintype="image", subtype="png", cid=f"<{a['chart_cid']}>",

@@ -53,8 +53,9 @@ def png(observed: Sequence[float | None], expected: Sequence[float | None], band
     if len(obs) > 1:
         d.line(obs, fill=(30, 90, 200), width=2)
     for i in marks:
-        if 0 <= i < n and observed[i] is not None and math.isfinite(observed[i]):
-            x, y = xy(i, observed[i])
+        v = observed[i] if 0 <= i < n else None
+        if v is not None and math.isfinite(v):
+            x, y = xy(i, v)
             d.ellipse((x - 4, y - 4, x + 4, y + 4), fill=(200, 20, 40))
     return _save(img)
 

@@ -15,7 +15,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from harewatch.errors import ConfigError, PermanentError
-from workers.notify.chart import png, sparkline
+from harewatch.workers.notify.chart import png, sparkline
 
 BUILTIN = Path(__file__).resolve().parent.parent.parent / "templates"
 _HIDDEN = {"alertname", "metric", "type", "severity", "team"}
@@ -100,7 +100,7 @@ def context(note: Mapping[str, Any], settings: Mapping[str, Any], links: Mapping
     """Everything a template may use."""
     alerts = [alert_view(a, i, with_chart) for i, a in enumerate(note.get("alerts") or [])]
     gl = note.get("group_labels") or {}
-    first = alerts[0] if alerts else {"labels": {}, "where": ""}
+    first: dict[str, Any] = alerts[0] if alerts else {"labels": {}, "where": "", "anomaly": {}}
     if len(alerts) == 1:
         title = f"{first['labels'].get('alertname', 'anomaly')} {first['anomaly'].get('type') or first['labels'].get('type', '')} on {first['where']}"
     else:

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 from harewatch.errors import PermanentError, TransientError
 from harewatch.times import iso
 from harewatch.broker.topology import RETRY_TIERS
-from workers import runtime
-from workers.notify import channels, render
+from harewatch.workers import runtime
+from harewatch.workers.notify import channels, render
 
 log = logging.getLogger("harewatch.notify")
 DEFAULT_MAX_ATTEMPTS = 8
@@ -95,7 +95,7 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
     """Send one notification through one receiver integration."""
     first_seen = first_seen or time.time()
     routing_key = (self.request.delivery_info or {}).get("routing_key") or ""
-    from workers import metrics
+    from harewatch.workers import metrics
     channel = notification.get("channel", "?")
     try:
         channel, settings = integration_settings(notification)
@@ -140,7 +140,7 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
 
 def _dead_letter(task: Any, note: Mapping[str, Any], channel: str, routing_key: str, reason: str, attempt: int,
                  first_seen: float, error: str) -> None:
-    from workers import metrics
+    from harewatch.workers import metrics
     names = runtime.names()
     alerts = note.get("alerts") or []
     summary = (f"{note.get('status')} {len(alerts)} alert(s): " +

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from workers.detection import Detector, DetectorSettings
-from workers.detection.backtest import run_series
-from workers.detection.detector import SeriesState
-from workers.detection.seasonality import infer_periods
+from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection.backtest import run_series
+from harewatch.workers.detection.detector import SeriesState
+from harewatch.workers.detection.seasonality import infer_periods
 
 STEP = 300.0          # 5-minute data keeps these tests fast
 DAY = 86400.0
@@ -226,8 +226,8 @@ def test_causal_scores_do_not_change_with_later_points(base):
 
 # -- shapes real series have (workers/detection/corpus.py): calibrated, with a noise floor --------------
 
-from workers.detection import calibration  # noqa: E402
-from workers.detection.corpus import clean as corpus_clean, injected as corpus_injected  # noqa: E402
+from harewatch.workers.detection import calibration  # noqa: E402
+from harewatch.workers.detection.corpus import clean as corpus_clean, injected as corpus_injected  # noqa: E402
 
 LEARNED = 3 * DAY   # the learning period the counts below start after
 

@@ -11,8 +11,8 @@ import urllib.parse
 import pytest
 
 from harewatch.errors import PermanentError, TransientError
-from workers.notify import channels, render
-from workers.notify.chart import sparkline
+from harewatch.workers.notify import channels, render
+from harewatch.workers.notify.chart import sparkline
 
 
 def sample_notification(status: str = "firing", n: int = 1) -> dict:

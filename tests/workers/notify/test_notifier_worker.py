@@ -8,13 +8,13 @@ import uuid
 
 import pytest
 
-from routing.config import load_config
+from harewatch.routing.config import load_config
 from harewatch.broker.declare import declare
-from routing.loader import load_full_config
+from harewatch.routing.loader import load_full_config
 from harewatch.broker.topology import topology_from_config
 from tests.conftest import make_settings, run_cli
 from tests.workers.notify.test_channels import sample_notification
-from workers.store import StateStore
+from harewatch.workers.store import StateStore
 
 pytestmark = [pytest.mark.broker, pytest.mark.e2e]
 

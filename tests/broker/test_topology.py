@@ -8,7 +8,7 @@ import sys
 import pika
 import pytest
 
-from routing.config import load_config
+from harewatch.routing.config import load_config
 from harewatch.broker.declare import declare
 from harewatch.broker.topology import Names, build_topology, definitions_json, topology_from_config
 from tests.conftest import ROOT, get_all, make_settings
