@@ -3,8 +3,9 @@
 A DLQ message is a notification task as it was when it failed, with
 ``x-harewatch-*`` headers (reason, attempts, last error, first seen,
 receiver, summary) or, when the broker dead-lettered it (delivery limit),
-an ``x-death`` header.  Replay publishes each selected message back to
-``alerts`` with its original routing key and the attempt count reset, waits
+an ``x-death`` header.  Replay publishes each selected message back where
+it came from (``alerts``, or ``anomalies`` for ``alerts.route.dlq``) with
+its original routing key and the attempt count reset, waits
 for the broker's confirm, and only then acks it in the DLQ: cut off at any
 point, nothing is lost and at most the message in flight is doubled.
 """
@@ -52,6 +53,16 @@ class DeadLetter:
         death = (self.headers.get("x-death") or [{}])[0]
         keys = death.get("routing-keys") or [self.routing_key]
         return str(keys[0])
+
+    def origin_exchange(self, names: Names) -> str:
+        """Where the message was published before it died (its x-death), so a replay goes back there:
+        ``anomalies`` for ``alerts.route.dlq``, ``alerts`` for a notification (also after broker-held
+        retries, whose exchanges are only a waiting room)."""
+        for death in self.headers.get("x-death") or []:
+            ex = str(death.get("exchange") or "")
+            if ex and ex != names.notify_dlx and not ex.startswith(names.p("notify.retry.")):
+                return ex
+        return names.alerts
 
     @property
     def first_seen(self) -> float | None:
@@ -180,7 +191,7 @@ class DLQ:
     def replay(self, queue: str, limit: int | None = None, where: dict[str, str] | None = None,
                older_than: float | None = None, dry_run: bool = False,
                on_each: Callable[[DeadLetter], None] | None = None) -> int:
-        """Republish matching messages to ``alerts`` (confirmed), then ack each; returns how many."""
+        """Republish matching messages where they came from (confirmed), then ack each; returns how many."""
         now = time.time()
         done = 0
         with self._scan(queue) as (conn, items, ack):
@@ -190,7 +201,7 @@ class DLQ:
                 if (limit is not None and done >= limit) or not matches(dl, where or {}, older_than, now):
                     continue
                 if not dry_run:
-                    pub.basic_publish(self.names.alerts, dl.original_routing_key, *self._replay_copy(dl),
+                    pub.basic_publish(dl.origin_exchange(self.names), dl.original_routing_key, *self._replay_copy(dl),
                                       mandatory=True)
                     ack(dl)       # only after the broker confirmed the copy
                 done += 1
