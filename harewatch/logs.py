@@ -27,7 +27,13 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+# libraries whose INFO lines are chatter to an operator (connection set-up, SMTP dialogue, HTTP pools):
+# errors only (what they warn of, harewatch handles and reports itself), unless the log level is DEBUG
+CHATTY = ("pika", "amqp", "kombu", "urllib3", "mail.log", "aiosmtpd", "asyncio", "requests")
+
+
 def setup_logging(settings: Settings) -> None:
+    """Logging for the CLI, the workers and beat: text or JSON on stderr, library chatter off."""
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JSONFormatter())
@@ -36,3 +42,6 @@ def setup_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
+    quiet = settings.log_level.upper() != "DEBUG"
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.ERROR if quiet else logging.NOTSET)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) and install harewatch into it with the given extras.
+# One line per step; pip's own output goes to .venv/install.log, shown only if the install fails.
 set -eu
 cd "$(dirname "$0")/.."
 extras="${1:-}"
@@ -10,10 +11,19 @@ if [ -z "$PY" ]; then
   done
 fi
 [ -n "$PY" ] || { echo "harewatch needs Python 3.11 or newer" >&2; exit 1; }
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PY" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')" >&2
+  "$PY" -m venv .venv
+fi
 stamp=".venv/.installed${extras:+-$extras}"
 if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"
+  log=.venv/install.log
+  echo "setup: installing harewatch${extras:+ with its $extras extras} and its dependencies into .venv (a minute or two; log: $log)" >&2
+  if ! { .venv/bin/python -m pip install -q --upgrade pip && \
+         .venv/bin/python -m pip install -q -e ".${extras:+[$extras]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup: the install failed (whole log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi

@@ -41,11 +41,12 @@ def test_run_command_brings_the_pipeline_up(vhost):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "HAREWATCH_", "REDIS_"))}
     env.update({"AMQP_URL": s.amqp_url, "HAREWATCH_PREFIX": s.prefix})
     try:
-        proc = subprocess.run([str(ROOT / run), "--duration", "45s", "--sink-port", str(ports[0]),
+        proc = subprocess.run([str(ROOT / run), "--duration", "45s", "--vhost", f"harewatch-test-run-{s.prefix}",
+                               "--sink-port", str(ports[0]),
                                "--smtp-port", str(ports[1]), "--metrics-port", str(ports[2] + 100)],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     finally:
         StateStore(s.redis_url, s.prefix).clear()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "where to look" in proc.stdout
-    assert re.search(r"delivered (webhook|slack|pagerduty|email)", proc.stdout), proc.stdout[-3000:]
+    assert re.search(r"delivered by (webhook|slack|pagerduty|email)", proc.stdout), proc.stdout[-3000:]

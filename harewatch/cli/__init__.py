@@ -57,13 +57,15 @@ class HarewatchGroup(click.Group):
 @click.option("--amqp-url", default=None, help="RabbitMQ URL (env AMQP_URL).")
 @click.option("--redis-url", default=None, help="Redis URL (env REDIS_URL).")
 @click.option("--prefix", default=None, help="Name prefix for exchanges and queues (env HAREWATCH_PREFIX).")
+@click.option("-v", "--verbose", is_flag=True, help="Log everything, libraries included (HAREWATCH_LOG_LEVEL=DEBUG).")
 @click.version_option(package_name="harewatch")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, amqp_url: str | None, redis_url: str | None,
-         prefix: str | None) -> None:
+         prefix: str | None, verbose: bool) -> None:
     """harewatch: anomaly alerting on RabbitMQ and Celery."""
     try:
-        settings = load_settings(config=config, amqp_url=amqp_url, redis_url=redis_url, prefix=prefix)
+        settings = load_settings(config=config, amqp_url=amqp_url, redis_url=redis_url, prefix=prefix,
+                                 log_level="DEBUG" if verbose else None)
     except ConfigError as exc:
         click.echo(f"harewatch: config error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)

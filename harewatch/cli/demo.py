@@ -1,21 +1,30 @@
 """``harewatch demo``: the whole pipeline on this machine, with a simulator and local sinks."""
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
 from harewatch.cli import Context, pass_ctx
 from harewatch.durations import parse_duration
+from harewatch.settings import Settings
+
+
+DEMO_VHOST = "harewatch-demo"
+DEMO_PREFIX = "demo."
 
 
 def _free(port: int) -> bool:
@@ -46,20 +55,26 @@ def _metrics(port: int) -> dict[str, float]:
 @click.option("--smtp-port", default=1025, show_default=True, help="Local SMTP catcher (if the port is free).")
 @click.option("--metrics-port", default=9101, show_default=True, help="First of three worker metrics ports.")
 @click.option("--quiet-workers/--show-workers", default=True, help="Worker logs to files (default) or here.")
+@click.option("--vhost", default=DEMO_VHOST, show_default=True,
+              help="RabbitMQ vhost of the demo's own: created, and deleted on exit.")
+@click.option("--keep", is_flag=True, help="Leave the demo's vhost and Redis keys in place on exit.")
 @pass_ctx
 def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port: int, smtp_port: int,
-        metrics_port: int, quiet_workers: bool) -> None:
+        metrics_port: int, quiet_workers: bool, vhost: str, keep: bool) -> None:
     """Declare the topology, start detection, router and notifier workers, a simulator, and local sinks;
-    show alerts as they are delivered. Ctrl-C stops everything."""
+    show alerts as they are delivered. Ctrl-C stops everything.
+
+    The demo runs in a RabbitMQ vhost and under a Redis key prefix of its own, and removes both when it
+    stops (unless --keep), so it never touches your queues or keys."""
     from harewatch.broker.connection import redact_url
-    from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
+    from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
 
-    s = ctx.settings
-    cfg = ctx.config
     t0 = time.time()
     click.secho("harewatch demo", bold=True)
+    s, made_vhost = _own_namespace(ctx.settings, vhost)
+    cfg = ctx.config
     outcomes = declare(topology_from_config(cfg, s.prefix), s)
     drifted = [o for o in outcomes if o.status == "drift"]
     if drifted:
@@ -72,20 +87,19 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     click.echo(f"  topology: {sum(o.status == 'created' for o in outcomes)} created, "
                f"{sum(o.status == 'kept' for o in outcomes)} kept on {redact_url(s.amqp_url)}")
     delivered: list[str] = []
+    status = StatusLine(sys.stdout.isatty())
 
-    def show(path: str, body: bytes) -> None:
-        line = summarize(path, body)
-        delivered.append(line)
-        click.echo(f"  {time.strftime('%H:%M:%S')} delivered {path.strip('/')}: {line}")
+    def show(channel: str, text: str) -> None:
+        delivered.append(text)
+        status.print(f"  {time.strftime('%H:%M:%S')} delivered by {channel:9} {text}")
 
     if not _free(sink_port):
         raise click.ClickException(f"port {sink_port} is taken; pass --sink-port")
-    sink = HTTPSink(sink_port, on_receive=show)
+    sink = HTTPSink(sink_port, on_receive=lambda path, body: show(path.strip("/"), summarize(path, body)))
     smtp = None
     if _free(smtp_port):
         try:
-            smtp = SMTPSink(smtp_port, on_receive=lambda to, subj: show("email", json.dumps(
-                {"to": to, "subject": subj}).encode()))
+            smtp = SMTPSink(smtp_port, on_receive=lambda to, subj: show("email", f"mail to {to}: {subj}"))
         except Exception as exc:  # noqa: BLE001 - email is optional in the demo
             click.echo(f"  (no SMTP catcher: {exc})")
     base = f"http://127.0.0.1:{sink.port}"
@@ -121,7 +135,8 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     mgmt = s.management_url.split("@")[-1]
     click.echo(f"""
   where to look:
-    RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues   (guest/guest)
+    RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues/{urllib.parse.quote(s.vhost, safe='')}   (guest/guest)
+    namespace        vhost {s.vhost!r}, names and Redis keys prefixed {s.prefix!r}{'' if keep else ' (removed on exit)'}
     queues           {s.prefix}detect.*  readings awaiting detection
                      {s.prefix}alerts.route  anomalies awaiting the router
                      {s.prefix}notify.<channel>  notifications being sent; {s.prefix}notify.retry.*  retries waiting
@@ -139,18 +154,22 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    from harewatch.broker.management import Management
+    management = Management(s.management_url, timeout=5)
+    failed = False
+    watch = Progress(s, management, [port for _, _, port in procs])
     try:
         while not stopping and time.time() < end:
             time.sleep(0.5)
+            if status.due():
+                status.update(watch.line(delivered))
             for name, p, _ in procs:
                 if p.poll() is not None:
-                    click.echo(f"  worker {name} exited ({p.returncode}); see {logdir / (name + '.log')}", err=True)
-                    stopping = True
+                    status.print(f"  worker {name} exited ({p.returncode}); see {logdir / (name + '.log')}")
+                    stopping = failed = True
     finally:
-        counters: dict[str, float] = {}
-        for _, _, port in procs:
-            for k, v in _metrics(port).items():
-                counters[k] = counters.get(k, 0.0) + v
+        status.done()
+        counters = watch.counters()
         for p in [sim] + [p for _, p, _ in procs]:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -164,6 +183,124 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
             smtp.close()
         click.echo("\n  metrics: " + ", ".join(f"{k.removeprefix('harewatch_')}={v:g}" for k, v in sorted(counters.items())))
         click.echo(f"  {len(delivered)} notifications delivered to the local sinks in {time.time() - t0:.0f}s")
+        if failed or keep:
+            click.echo(f"  worker logs kept in {logdir}")
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+        if keep:
+            click.echo(f"  kept: vhost {s.vhost!r} and Redis keys {s.prefix}* (delete the vhost in the RabbitMQ UI)")
+        else:
+            _remove_namespace(s, made_vhost, management)
+            click.echo(f"  removed the demo's {'vhost ' + repr(s.vhost) + ' and ' if made_vhost else 'queues and '}"
+                       f"Redis keys {s.prefix}*")
+
+
+def _own_namespace(settings: Settings, vhost: str) -> tuple[Settings, bool]:
+    """Settings in a vhost and Redis prefix of the demo's own; says where, and what it could not do."""
+    from harewatch.broker.management import Management
+
+    url = urllib.parse.urlsplit(settings.amqp_url)
+    try:
+        Management(settings.management_url, timeout=10).create_vhost(
+            vhost, user=urllib.parse.unquote(url.username or "guest"), description="harewatch demo (removed on exit)")
+    except Exception as exc:  # noqa: BLE001 - no management API or no rights: a prefix of its own instead
+        prefix = f"{DEMO_PREFIX.rstrip('.')}-{os.getpid()}."
+        click.echo(f"  could not create vhost {vhost!r} ({exc}); running in {settings.vhost!r} under prefix "
+                   f"{prefix!r} instead")
+        return replace(settings, prefix=settings.prefix + prefix), False
+    amqp = urllib.parse.urlunsplit(url._replace(path="/" + urllib.parse.quote(vhost, safe="")))
+    return replace(settings, amqp_url=amqp, prefix=settings.prefix or DEMO_PREFIX), True
+
+
+def _remove_namespace(settings: Settings, made_vhost: bool, management: Any) -> None:
+    """Delete what the demo made: its vhost (or, sharing one, its queues and exchanges) and its Redis keys."""
+    import redis
+
+    if made_vhost:
+        management.delete_vhost(settings.vhost)
+    else:
+        for q in management.queues(settings.vhost):
+            if q["name"].startswith(settings.prefix):
+                management.request("DELETE", f"/queues/{management.q(settings.vhost)}/{management.q(q['name'])}")
+        for ex in management.exchanges(settings.vhost):
+            if ex["name"].startswith(settings.prefix):
+                management.request("DELETE", f"/exchanges/{management.q(settings.vhost)}/{management.q(ex['name'])}")
+    r = redis.Redis.from_url(settings.redis_url)
+    for key in r.scan_iter(f"{settings.prefix}*", count=1000):
+        r.delete(key)
+
+
+class StatusLine:
+    """One line of progress that updates in place on a terminal (every second), or a plain line every
+    ten seconds elsewhere; other output goes above it."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+        self.every = 1.0 if tty else 10.0
+        self.next = time.monotonic() + self.every
+        self.text = ""
+        self.lock = threading.Lock()
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next
+
+    def update(self, text: str) -> None:
+        self.next = time.monotonic() + self.every
+        with self.lock:
+            self.text = text
+            if self.tty:
+                sys.stdout.write("\r\x1b[2K  " + text)
+                sys.stdout.flush()
+            else:
+                click.echo("  status: " + text)
+
+    def print(self, line: str) -> None:
+        with self.lock:
+            if self.tty:
+                sys.stdout.write("\r\x1b[2K" + line + "\n  " + self.text)
+                sys.stdout.flush()
+            else:
+                click.echo(line)
+
+    def done(self) -> None:
+        if self.tty and self.text:
+            sys.stdout.write("\n")
+
+
+class Progress:
+    """Readings per second, anomalies and notifications (worker metrics), queue depths and dead letters."""
+
+    def __init__(self, settings: Settings, management: Any, ports: list[int]) -> None:
+        self.s, self.management, self.ports = settings, management, ports
+        self.last: tuple[float, float] | None = None
+
+    def counters(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for port in self.ports:
+            for k, v in _metrics(port).items():
+                out[k] = out.get(k, 0.0) + v
+        return out
+
+    def line(self, delivered: list[str]) -> str:
+        c = self.counters()
+        readings = c.get("harewatch_readings_consumed_total", 0.0)
+        now = time.monotonic()
+        rate = (readings - self.last[1]) / (now - self.last[0]) if self.last and now > self.last[0] else 0.0
+        self.last = (now, readings)
+        waiting = dead = 0
+        try:
+            for q in self.management.queues(self.s.vhost):
+                if not q["name"].startswith(self.s.prefix):
+                    continue
+                n = int(q.get("messages") or 0)
+                if q["name"].endswith(".dlq"):
+                    dead += n
+                elif not q["name"].startswith(self.s.prefix + "notify.retry."):
+                    waiting += n
+        except Exception:  # noqa: BLE001 - the status line is best effort
+            pass
+        return (f"{rate:7,.0f} readings/s | {c.get('harewatch_anomalies_total', 0):,.0f} anomalies | "
+                f"{len(delivered)} notifications | {waiting:,} queued | {dead} dead-lettered")
 
 
 def _ready(port: int) -> bool:

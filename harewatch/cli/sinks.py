@@ -27,11 +27,12 @@ def summarize(path: str, body: bytes) -> str:
                 f"value {an.get('value')} expected {round(an['expected'], 2) if isinstance(an.get('expected'), (int, float)) else '?'}"
                 f"{f' (+{len(alerts) - 1} more)' if len(alerts) > 1 else ''}")
     if isinstance(doc, dict) and "event_action" in doc:               # PagerDuty
-        return f"pagerduty {doc['event_action']} {doc.get('dedup_key', '')[:12]}: " + \
-            str((doc.get("payload") or {}).get("summary", ""))[:120]
+        return f"{doc['event_action']} incident: " + str((doc.get("payload") or {}).get("summary", ""))[:120]
     if isinstance(doc, dict) and "blocks" in doc:                      # Slack
-        return f"slack {doc.get('channel', '')}: {doc.get('text', '')[:120]}"
-    return f"{path}: {str(doc)[:120]}"
+        return f"to {doc.get('channel') or 'the channel'}: {doc.get('text', '')[:120]}"
+    if isinstance(doc, dict) and isinstance(doc.get("text"), str):     # Teams, robots
+        return doc["text"][:120]
+    return f"{len(body)} bytes of JSON"
 
 
 class HTTPSink:
