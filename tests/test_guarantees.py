@@ -251,21 +251,13 @@ def test_detection_worker_sigkill_mid_stream(pipeline: Pipeline) -> None:
     p.check()
 
 
-def test_router_sigkill_after_first_notification(pipeline: Pipeline) -> None:
+@pytest.mark.parametrize("kind", ["route", "notify"], ids=["router", "notifier"])
+def test_sigkill_after_first_notification(pipeline: Pipeline, kind: str) -> None:
     p = pipeline.start()
     p.publish()
     assert p.sink.wait("/hook", 1, timeout=120)
-    p.kill("route")
-    p.start("route")
-    p.check()
-
-
-def test_notifier_sigkill_after_first_notification(pipeline: Pipeline) -> None:
-    p = pipeline.start()
-    p.publish()
-    assert p.sink.wait("/hook", 1, timeout=120)
-    p.kill("notify")
-    p.start("notify")
+    p.kill(kind)
+    p.start(kind)
     p.check()
 
 
