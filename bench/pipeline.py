@@ -32,7 +32,7 @@ from harewatch.settings import load_settings
 from harewatch.routing.config import load_config
 from harewatch.broker.declare import declare
 from harewatch.broker.management import Management
-from harewatch.broker.topology import topology_from_config
+from harewatch.broker.topology import Names, topology_from_config
 from harewatch.workers.store import StateStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +130,7 @@ def start_worker(settings) -> subprocess.Popen:
     log = open(ROOT / ".pytest_cache" / "bench-worker.log", "w") if (ROOT / ".pytest_cache").exists() \
         else subprocess.DEVNULL
     p = subprocess.Popen([sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--detect", "all",
-                          "-Q", settings.prefix + "harewatch.tasks", "--concurrency", "1", "--without-mingle",
+                          "-Q", Names(settings.prefix).tasks, "--concurrency", "1", "--without-mingle",
                           "--without-gossip", "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(4)

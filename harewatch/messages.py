@@ -125,7 +125,7 @@ class AnomalyEvent:
             object.__setattr__(self, "id", str(uuid.uuid5(uuid.NAMESPACE_URL, "harewatch:" + key)))
 
     def routing_key(self) -> str:
-        return f"{_word(self.team)}.{self.type}.{self.severity}"
+        return f"{routing_word(self.team)}.{self.type}.{self.severity}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -154,9 +154,9 @@ class AnomalyEvent:
         return cls.from_dict(json.loads(text))
 
 
-def _word(s: str) -> str:
-    """A routing-key word: dots would split it, so they become underscores."""
-    return (s or "unowned").replace(".", "_").replace("#", "_").replace("*", "_")
+def routing_word(s: str, empty: str = "unowned") -> str:
+    """A routing-key word: dots would split it and ``#``/``*`` are wildcards, so they become underscores."""
+    return (s or empty).replace(".", "_").replace("#", "_").replace("*", "_")
 
 
 METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_:\-]{0,199}$")

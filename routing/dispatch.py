@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 
 import redis
 
+from harewatch.messages import routing_word
 from harewatch.times import iso
 from harewatch.routing.matchers import Matcher, matches_all, parse_matchers
 from harewatch.routing.tree import Route, RoutingConfig, alert_labels
@@ -209,7 +210,7 @@ class Router:
     @staticmethod
     def _routing_key(channel: str, alerts: list[dict[str, Any]]) -> str:
         def word(s: str) -> str:
-            return (s or "unknown").replace(".", "_").replace("*", "_").replace("#", "_")
+            return routing_word(s, "unknown")
         top = max(alerts, key=lambda a: a["labels"].get("severity") == "critical") if alerts else {"labels": {}}
         lab = top["labels"]
         return f"{channel}.{word(lab.get('team', 'unowned'))}.{word(lab.get('type', ''))}.{word(lab.get('severity', ''))}"

@@ -36,19 +36,18 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
     ``celery -A harewatch.workers`` through :func:`workers.__getattr__`) calls this, and a
     bad config fails here, naming the file and line.
     """
-    from kombu import Queue
 
-    from harewatch.broker.topology import Names, quorum_args, topology_from_config
+    from harewatch.broker.connection import kombu_url
+    from harewatch.broker.topology import Names, topology_from_config
 
     cfg = config if config is not None else load_full_config(settings.config)
     _no_native_delayed_delivery()
     names = Names(settings.prefix)
-    tasks_q = Queue(names.tasks, durable=True, queue_arguments=quorum_args(
-        "harewatch internal tasks: model refits, missing-data checks, router flushes"))
-    # the notify queues, declared exactly as the topology has them, so `-Q notify.<channel>` works
-    queues = [tasks_q, *topology_from_config(cfg, settings.prefix).notify_queues.values()]
+    # the tasks and notify queues, declared exactly as the topology has them, so `-Q` works on them
+    topology = topology_from_config(cfg, settings.prefix)
+    queues = [topology.queue(names.tasks), *topology.notify_queues.values()]
     app = Celery("harewatch")
-    url = settings.amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
+    url = kombu_url(settings.amqp_url)
     app.conf.update(
         broker_url=url,
         broker_use_ssl=settings.ssl_context() is not None and {"cert_reqs": 2 if settings.amqp_verify else 0,

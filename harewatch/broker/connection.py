@@ -21,11 +21,16 @@ def pika_parameters(settings: Settings, **overrides: Any) -> Any:
     return params
 
 
+def kombu_url(amqp_url: str) -> str:
+    """The same broker URL for kombu and Celery, over py-amqp (``pyamqp://``, ``pyamqps://``)."""
+    return amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
+
+
 def kombu_connection(settings: Settings, **kw: Any) -> Any:
     """A kombu ``Connection`` (py-amqp transport) for the settings' URL."""
     from kombu import Connection
 
-    url = settings.amqp_url.replace("amqps://", "pyamqps://", 1).replace("amqp://", "pyamqp://", 1)
+    url = kombu_url(settings.amqp_url)
     ctx = settings.ssl_context()
     if ctx is not None:
         kw.setdefault("ssl", ctx)

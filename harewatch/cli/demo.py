@@ -20,6 +20,7 @@ import click
 
 from harewatch.cli import Context, pass_ctx
 from harewatch.durations import parse_duration
+from harewatch.broker.topology import Names
 from harewatch.settings import Settings
 
 
@@ -112,7 +113,7 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     logdir = Path(tempfile.mkdtemp(prefix="harewatch-demo-"))
     py = [sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--without-mingle", "--without-gossip",
           "--loglevel", "INFO"]
-    tasks_q = s.prefix + "harewatch.tasks"
+    tasks_q = Names(s.prefix).tasks
     notify_qs = ",".join(q.name for q in topology_from_config(cfg, s.prefix).notify_queues.values())
     specs = [("detect", ["--detect", "all", "-Q", tasks_q, "-n", "detect@%h", "--concurrency", "1", "-B"]),
              ("route", ["--route", "-Q", tasks_q, "-n", "route@%h", "--concurrency", "1"]),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from harewatch.broker.topology import Names
 from harewatch.settings import Settings
 
 from harewatch.cli import Context, pass_ctx
@@ -31,7 +32,7 @@ def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: s
     """Score readings from detect.<metric> queues and publish anomalies."""
     from harewatch.workers.detect import select_queues
     select_queues(ctx.config, ctx.settings.prefix, metrics)  # fail early, naming unknown metrics
-    argv = ["--detect", metrics, "-Q", ctx.settings.prefix + "harewatch.tasks", "-n", "detect@%h",
+    argv = ["--detect", metrics, "-Q", Names(ctx.settings.prefix).tasks, "-n", "detect@%h",
             "--concurrency", str(concurrency), "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
     if beat:
         argv.append("-B")
@@ -45,7 +46,7 @@ def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: s
 @pass_ctx
 def route(ctx: Context, concurrency: int, beat: bool, loglevel: str) -> None:
     """Group, deduplicate, silence and inhibit anomalies from alerts.route; publish notifications."""
-    argv = ["--route", "-Q", ctx.settings.prefix + "harewatch.tasks", "-n", "route@%h", "--concurrency",
+    argv = ["--route", "-Q", Names(ctx.settings.prefix).tasks, "-n", "route@%h", "--concurrency",
             str(concurrency), "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
     if beat:
         argv.append("-B")
@@ -60,7 +61,7 @@ def route(ctx: Context, concurrency: int, beat: bool, loglevel: str) -> None:
 @pass_ctx
 def notify(ctx: Context, channels: str, concurrency: int, pool: str, loglevel: str) -> None:
     """Send notifications from notify.<channel> queues (retries held by the broker, DLQ when they fail)."""
-    from harewatch.broker.topology import Names, topology_from_config
+    from harewatch.broker.topology import topology_from_config
     names = Names(ctx.settings.prefix)
     have = sorted(topology_from_config(ctx.config, ctx.settings.prefix).notify_queues)
     wanted = have if channels == "all" else [c.strip() for c in channels.split(",") if c.strip()]
