@@ -172,6 +172,8 @@ class SeriesState:
     quiet: int = 0                   # points of the current episode below the exit level
     anom_seen: int = 0
     q_hits: int = 0                  # steps that were multiples of ``quantum``
+    q_span: float = 1.0              # the largest of those steps, in quanta
+    seasoned: bool = False           # a seasonal model has been installed once
     onsets_ew: float = 0.0           # episodes lately (about the last week)
     silences: int = 0                # missing_data alerts raised so far
     ep_age: int = 0                  # points since the current episode's onset
@@ -307,7 +309,8 @@ class Detector:
         f = LEVEL_FLOOR * (lvl if lvl >= 0 else -lvl)
         if f < 1e-9:
             f = 1e-9
-        if st.q_hits >= 50 and QUANTUM_FLOOR * st.quantum > f:
+        # a grid, not a square wave: many steps, of several sizes, all multiples of the smallest
+        if st.q_hits >= 50 and st.q_span >= 3 and QUANTUM_FLOOR * st.quantum > f:
             f = QUANTUM_FLOOR * st.quantum
         a = AMPLITUDE_FLOOR * st.amplitude
         return a if a > f else f
@@ -376,7 +379,8 @@ class Detector:
             st.profile, st.ph_abs, st.model_periods, st.amplitude = None, None, (), 0.0
             st.method = "ewma" if st.level is not None else st.method
         else:
-            if st.profile is None:
+            if not st.seasoned:
+                st.seasoned = True
                 # the first seasonal model: what the level model's residuals taught the tails does not apply
                 st.cal_pt, st.cal_ls, st.cal_vc = cal.new(cal.POINT), cal.new(cal.LEVEL), cal.new(cal.SPREAD)
             prof = array("d", fit.profile.tolist())
@@ -472,11 +476,14 @@ class Detector:
             if step < st.quantum * 0.999:
                 if st.quantum < math.inf and abs(st.quantum / step - round(st.quantum / step)) < 1e-6:
                     st.q_hits += 1      # a finer grid that the old step lies on
+                    st.q_span = max(st.q_span * round(st.quantum / step), 1.0)
                 else:
-                    st.q_hits = 0
+                    st.q_hits, st.q_span = 0, 1.0
                 st.quantum = step
             elif abs(step / st.quantum - round(step / st.quantum)) < 1e-6 * max(1.0, step / st.quantum):
                 st.q_hits += 1
+                if step / st.quantum > st.q_span:
+                    st.q_span = round(step / st.quantum)
 
         if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
             # the new model takes over at a fixed event time, whoever computed it, so a
@@ -586,7 +593,10 @@ class Detector:
                     and (shift if shift >= 0 else -shift) >= s.min_deviation:
                 # the level moved: follow it at once (the model would otherwise take an hour)
                 st.level += shift
-                st.shift_acc += shift
+                if st.profile is not None:
+                    # a shift the seasonal model does not explain: keep it out of the next fit's history.
+                    # Without a model yet, a "shift" may be the season itself (a square wave): keep it in.
+                    st.shift_acc += shift
                 exp += shift
                 st.cooldown = VC_WINDOW
                 zw.clear()
