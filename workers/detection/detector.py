@@ -688,7 +688,7 @@ class Detector:
 
     def _alpha_level(self, st: SeriesState) -> float:
         iv = st.interval or 60.0
-        w = max(10.0, 3600.0 / iv) if st.profile is not None or self.s.periods == () else max(5.0, 1800.0 / iv)
+        w = max(10.0, 3600.0 / iv)
         a = 2.0 / (w + 1.0)
         return 0.3 if a > 0.3 else a
 
