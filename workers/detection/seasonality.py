@@ -53,26 +53,31 @@ def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, .
 
     Needs at least two cycles of a candidate to consider it; the series is
     detrended with a one-cycle moving average first so trends do not pass for
-    seasonality.
+    seasonality, and a longer period is judged on what the shorter ones found
+    do not explain (a weekly pattern on top of a daily one, not the daily one
+    seen again at a week's lag).
     """
     x = fill_gaps(history)
     found: list[float] = []
-    best = -1.0
-    for i, p in enumerate(sorted(candidates)):
+    for p in sorted(candidates):
         lag = int(round(p / bucket))
-        cycles = 2                    # two cycles of each: a weekly pattern is known after two weeks
-        if lag < 4 or len(x) < cycles * lag + 4:
+        if lag < 4 or len(x) < 2 * lag + 4:     # two cycles of each: a weekly pattern is known after two weeks
             continue
+        # what the shorter periods found so far do not explain: their mean shape per phase removed
+        rest = x.copy()
+        for q in found:
+            qlag = int(round(q / bucket))
+            phase = np.arange(len(rest)) % qlag
+            means = np.bincount(phase, weights=rest, minlength=qlag) / np.maximum(np.bincount(phase, minlength=qlag), 1)
+            rest = rest - means[phase]
         kernel = np.ones(lag) / lag
-        trend = np.convolve(x, kernel, mode="same")
+        trend = np.convolve(rest, kernel, mode="same")
         half = lag // 2
-        core = (x - trend)[half:len(x) - half]
+        core = (rest - trend)[half:len(rest) - half]
         r = acf_at(core, lag)
         # a cycle is in phase after a period and out of phase after half of one;
         # trends and random walks are neither
         contrast = r - acf_at(core, lag // 2)
-        # a longer period must add something over the shorter ones it contains
-        if r >= min_acf and contrast >= 0.3 and r > best + 0.05:
+        if r >= min_acf and contrast >= 0.3:
             found.append(p)
-            best = max(best, r)
     return tuple(found)
