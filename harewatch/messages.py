@@ -144,14 +144,143 @@ class AnomalyEvent:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AnomalyEvent":
+        """An event from its JSON form; InvalidInput names what is wrong."""
+        if not isinstance(d, Mapping):
+            raise InvalidInput(f"an anomaly event is a JSON object, got {type(d).__name__}", "bad_type")
+        for k in ("metric", "type", "ts"):
+            if k not in d:
+                raise InvalidInput("missing", "missing_field", None, k)
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        kw.setdefault("series", fingerprint(str(d["metric"]), dict(d.get("labels") or {})))
+        kw.setdefault("severity", "warning")
+        for k in ("value", "expected", "lower", "upper"):
+            kw.setdefault(k, None)
+        kw.setdefault("score", 0.0)
         kw["ts"] = parse_ts(d["ts"])
-        kw["labels"] = dict(d.get("labels") or {})
+        kw["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
+        kw["team"] = str(d.get("team") or "unowned")
         return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "AnomalyEvent":
         return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class Alert:
+    """An alert as the router keeps it: the label set it is routed and grouped on, when it started and
+    stops counting as firing (resolve timeout), and the latest anomaly event behind it."""
+
+    labels: Mapping[str, str]
+    fingerprint: str
+    starts_at: float
+    ends_at: float
+    last_seen: float
+    events: int = 1
+    anomaly: AnomalyEvent | None = None
+    schema: int = SCHEMA_VERSION
+
+    def firing(self, now: float) -> bool:
+        return self.ends_at > now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": self.schema, "labels": dict(self.labels), "fingerprint": self.fingerprint,
+                "startsAt": self.starts_at, "endsAt": self.ends_at, "lastSeen": self.last_seen,
+                "events": self.events, "anomaly": self.anomaly.to_dict() if self.anomaly else None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Alert":
+        return cls(labels=dict(d["labels"]), fingerprint=str(d["fingerprint"]), starts_at=float(d["startsAt"]),
+                   ends_at=float(d["endsAt"]), last_seen=float(d.get("lastSeen", d["startsAt"])),
+                   events=int(d.get("events", 1)), anomaly=_event_or_none(d.get("anomaly")),
+                   schema=int(d.get("schema", SCHEMA_VERSION)))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Alert":
+        return cls.from_dict(json.loads(text))
+
+
+@dataclass(frozen=True)
+class NotifiedAlert:
+    """One alert as a notification reports it (Alertmanager's shape: RFC 3339 times, a zero end while firing)."""
+
+    status: str
+    labels: Mapping[str, str]
+    fingerprint: str
+    starts_at: str
+    ends_at: str
+    events: int = 1
+    anomaly: AnomalyEvent | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "labels": dict(self.labels), "fingerprint": self.fingerprint,
+                "startsAt": self.starts_at, "endsAt": self.ends_at, "events": self.events,
+                "anomaly": self.anomaly.to_dict() if self.anomaly else {}}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "NotifiedAlert":
+        return cls(status=str(d.get("status", "firing")), labels=dict(d.get("labels") or {}),
+                   fingerprint=str(d.get("fingerprint", "")), starts_at=str(d.get("startsAt", "")),
+                   ends_at=str(d.get("endsAt", "")), events=int(d.get("events", 1)),
+                   anomaly=_event_or_none(d.get("anomaly")))
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What the router decided for one receiver integration: the group's alerts, firing and resolved.
+
+    Travels as the ``harewatch.notify`` task's argument (:meth:`to_dict`); its
+    ``id`` is the same on every retry and replay (email Message-ID, webhook
+    Idempotency-Key)."""
+
+    id: str
+    receiver: str
+    channel: str
+    integration: int
+    status: str
+    group_key: str
+    group_labels: Mapping[str, str]
+    common_labels: Mapping[str, str]
+    alerts: tuple[NotifiedAlert, ...]
+    firing: int
+    resolved: int
+    created: str
+    truncated_alerts: int = 0
+    version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "id": self.id, "receiver": self.receiver, "channel": self.channel,
+                "integration": self.integration, "status": self.status, "group_key": self.group_key,
+                "group_labels": dict(self.group_labels), "common_labels": dict(self.common_labels),
+                "alerts": [a.to_dict() for a in self.alerts], "truncated_alerts": self.truncated_alerts,
+                "firing": self.firing, "resolved": self.resolved, "created": self.created}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Notification":
+        try:
+            return cls(id=str(d["id"]), receiver=str(d.get("receiver", "")), channel=str(d.get("channel", "")),
+                       integration=int(d.get("integration", 0)), status=str(d.get("status", "firing")),
+                       group_key=str(d.get("group_key", "")), group_labels=dict(d.get("group_labels") or {}),
+                       common_labels=dict(d.get("common_labels") or {}),
+                       alerts=tuple(NotifiedAlert.from_dict(a) for a in d.get("alerts") or ()),
+                       firing=int(d.get("firing", 0)), resolved=int(d.get("resolved", 0)),
+                       created=str(d.get("created", "")), truncated_alerts=int(d.get("truncated_alerts", 0)),
+                       version=int(d.get("version", SCHEMA_VERSION)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"not a harewatch notification: {exc!r}", "bad_notification") from None
+
+
+def _event_or_none(d: Any) -> AnomalyEvent | None:
+    """The anomaly behind an alert, if the stored dict is a whole event (older states kept a summary)."""
+    if not d:
+        return None
+    try:
+        return AnomalyEvent.from_dict(d)
+    except (KeyError, TypeError, ValueError, InvalidInput):
+        return None
 
 
 def routing_word(s: str, empty: str = "unowned") -> str:

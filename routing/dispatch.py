@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 import redis
 
-from harewatch.messages import routing_word
+from harewatch.messages import Alert, AnomalyEvent, Notification, NotifiedAlert, routing_word
 from harewatch.times import iso
 from harewatch.routing.matchers import Matcher, matches_all, parse_matchers
 from harewatch.routing.tree import Route, RoutingConfig, alert_labels
@@ -73,23 +73,21 @@ class Router:
         return self.ns + ":".join(parts)
 
     # -- incoming ---------------------------------------------------------------
-    def receive(self, event: Mapping[str, Any], now: float | None = None) -> list[str]:
+    def receive(self, event: AnomalyEvent, now: float | None = None) -> list[str]:
         """Record one anomaly event as (part of) an alert; returns the groups it joined."""
         now = self.clock() if now is None else now
         labels = alert_labels(event)
         afp = alert_fingerprint(labels)
         key = self.k("alert", afp)
         old = self.r.get(key)
-        alert: dict[str, Any] = json.loads(old) if old else {"labels": labels, "startsAt": now, "fingerprint": afp, "events": 0}
-        if old and alert.get("endsAt", 0) <= now:   # it had resolved: a new firing
-            alert["startsAt"] = now
-        alert.update({"lastSeen": now, "endsAt": now + self.rc.resolve_timeout, "events": alert["events"] + 1,
-                      "anomaly": {k: event.get(k) for k in ("id", "ts", "value", "expected", "lower", "upper",
-                                                            "score", "type", "confidence", "model", "window",
-                                                            "series")}})
+        before = Alert.from_json(old) if old else None
+        alert = Alert(labels=labels, fingerprint=afp,
+                      starts_at=before.starts_at if before and before.firing(now) else now,   # resolved: anew
+                      ends_at=now + self.rc.resolve_timeout, last_seen=now,
+                      events=(before.events if before else 0) + 1, anomaly=event)
         p = self.r.pipeline()
-        p.set(key, json.dumps(alert), ex=int(7 * 86400))
-        p.zadd(self.k("firing"), {afp: alert["endsAt"]})
+        p.set(key, alert.to_json(), ex=int(7 * 86400))
+        p.zadd(self.k("firing"), {afp: alert.ends_at})
         joined = []
         for route in self.rc.match(labels):
             gk = _h(route.path + "|" + route.group_key(labels))
@@ -140,7 +138,7 @@ class Router:
         return any(matches_all(ms, labels) for ms in active_silences)
 
     # -- dispatch ---------------------------------------------------------------
-    def tick(self, send: Callable[[str, dict[str, Any]], None], now: float | None = None) -> int:
+    def tick(self, send: Callable[[str, Notification], None], now: float | None = None) -> int:
         """Flush every group whose time has come; returns how many notifications were sent."""
         now = self.clock() if now is None else now
         due = [g.decode() for g in self.r.zrangebyscore(self.k("due"), 0, now)]
@@ -148,15 +146,15 @@ class Router:
             return 0
         silences = [s.parsed() for s in self.silences() if s.active(now)]
         firing_afps = [a.decode() for a in self.r.zrangebyscore(self.k("firing"), now, "+inf")]
-        firing_labels = [json.loads(v)["labels"] for v in self.r.mget([self.k("alert", a) for a in firing_afps])
+        firing_labels = [Alert.from_json(v).labels for v in self.r.mget([self.k("alert", a) for a in firing_afps])
                          if v] if firing_afps and self.rc.inhibit_rules else []
         sent = 0
         for gk in due:
             sent += self._flush(gk, now, send, silences, firing_labels)
         return sent
 
-    def _flush(self, gk: str, now: float, send: Callable[[str, dict[str, Any]], None], silences: list[list[Matcher]],
-               firing_labels: list[dict[str, str]]) -> int:
+    def _flush(self, gk: str, now: float, send: Callable[[str, Notification], None], silences: list[list[Matcher]],
+               firing_labels: list[Mapping[str, str]]) -> int:
         graw = self.r.get(self.k("group", gk))
         route = self.routes.get(json.loads(graw)["route"]) if graw else None
         if graw is None or route is None:   # config changed under it: drop the stale group
@@ -164,15 +162,15 @@ class Router:
             return 0
         group = json.loads(graw)
         afps = [a.decode() for a in self.r.smembers(self.k("members", gk))]
-        alerts = [json.loads(v) for v in self.r.mget([self.k("alert", a) for a in afps]) if v] if afps else []
-        firing = [a for a in alerts if a["endsAt"] > now]
-        resolved = [a for a in alerts if a["endsAt"] <= now]
+        alerts = [Alert.from_json(v) for v in self.r.mget([self.k("alert", a) for a in afps]) if v] if afps else []
+        firing = [a for a in alerts if a.firing(now)]
+        resolved = [a for a in alerts if not a.firing(now)]
         muted_route = self.rc.muted(route, now)
         visible_firing = []
         for a in firing:
-            if self.silenced(a["labels"], silences):
+            if self.silenced(a.labels, silences):
                 continue
-            if self.rc.inhibit_rules and self.rc.inhibited_by(a["labels"], firing_labels) is not None:
+            if self.rc.inhibit_rules and self.rc.inhibited_by(a.labels, firing_labels) is not None:
                 continue
             visible_firing.append(a)
         receiver = self.rc.receivers[route.receiver]
@@ -181,8 +179,8 @@ class Router:
             for integ in receiver.integrations:
                 nkey = self.k("nlog", gk, receiver.name, integ.key)
                 last = json.loads(self.r.get(nkey) or "{}")
-                fset = sorted(a["fingerprint"] for a in visible_firing)
-                rset = sorted(a["fingerprint"] for a in resolved) if integ.send_resolved else []
+                fset = sorted(a.fingerprint for a in visible_firing)
+                rset = sorted(a.fingerprint for a in resolved) if integ.send_resolved else []
                 new_resolved = [x for x in rset if x in set(last.get("firing", []))]
                 changed = fset != last.get("firing", []) and bool(fset)
                 repeat_due = bool(fset) and now - last.get("sent_at", 0) >= route.repeat_interval
@@ -190,9 +188,9 @@ class Router:
                     continue
                 seq = last.get("seq", 0) + 1 if fset == last.get("firing") else 0   # a repeat is a new message
                 note = self._notification(gk, group, route, receiver.name, integ, visible_firing,
-                                          [a for a in resolved if a["fingerprint"] in new_resolved], now, seq)
+                                          [a for a in resolved if a.fingerprint in new_resolved], now, seq)
                 send(self._routing_key(integ.channel, visible_firing or resolved), note)
-                self.r.set(nkey, json.dumps({"firing": fset, "sent_at": now, "id": note["id"], "seq": seq}),
+                self.r.set(nkey, json.dumps({"firing": fset, "sent_at": now, "id": note.id, "seq": seq}),
                            ex=int(max(route.repeat_interval * 2, 86400)))
                 sent += 1
         # next flush, or forget a group whose alerts all resolved and were reported
@@ -203,46 +201,36 @@ class Router:
             p.zrem(self.k("due"), gk)
             p.delete(self.k("group", gk), self.k("members", gk))
             for a in resolved:
-                p.zrem(self.k("firing"), a["fingerprint"])
+                p.zrem(self.k("firing"), a.fingerprint)
         p.execute()
         return sent
 
     @staticmethod
-    def _routing_key(channel: str, alerts: list[dict[str, Any]]) -> str:
+    def _routing_key(channel: str, alerts: list[Alert]) -> str:
         def word(s: str) -> str:
             return routing_word(s, "unknown")
-        top = max(alerts, key=lambda a: a["labels"].get("severity") == "critical") if alerts else {"labels": {}}
-        lab = top["labels"]
+        top = max(alerts, key=lambda a: a.labels.get("severity") == "critical") if alerts else None
+        lab = top.labels if top else {}
         return f"{channel}.{word(lab.get('team', 'unowned'))}.{word(lab.get('type', ''))}.{word(lab.get('severity', ''))}"
 
     def _notification(self, gk: str, group: dict[str, Any], route: Route, receiver: str, integ: Any,
-                      firing: list[dict[str, Any]], resolved: list[dict[str, Any]], now: float,
-                      seq: int = 0) -> dict[str, Any]:
-        alerts = ([dict(a, status="firing") for a in firing] + [dict(a, status="resolved") for a in resolved])
-        shown = alerts[:MAX_ALERTS_PER_NOTIFICATION]
-        all_labels = [a["labels"] for a in alerts]
+                      firing: list[Alert], resolved: list[Alert], now: float, seq: int = 0) -> Notification:
+        alerts = [(a, "firing") for a in firing] + [(a, "resolved") for a in resolved]
+        all_labels = [a.labels for a, _ in alerts]
         common = dict(set.intersection(*(set(lab.items()) for lab in all_labels))) if all_labels else {}
-        ident = _h(f"{gk}|{receiver}|{integ.key}|{sorted(a['fingerprint'] for a in firing)}|"
-                   f"{sorted(a['fingerprint'] for a in resolved)}|{seq}")
-        return {
-            "version": 1,
-            "id": str(uuid.UUID(hex=(ident * 2)[:32])),
-            "receiver": receiver,
-            "channel": integ.channel,
-            "integration": integ.index,
-            "status": "firing" if firing else "resolved",
-            "group_key": f"{route.path}:{route.group_key(all_labels[0]) if all_labels else '{}'}",
-            "group_labels": group.get("group_labels", {}),
-            "common_labels": common,
-            "alerts": [{"status": a["status"], "labels": a["labels"], "fingerprint": a["fingerprint"],
-                        "startsAt": iso(a["startsAt"]), "endsAt": iso(a["endsAt"]) if a["status"] == "resolved"
-                        else "0001-01-01T00:00:00Z", "events": a.get("events", 1), "anomaly": a.get("anomaly", {})}
-                       for a in shown],
-            "truncated_alerts": len(alerts) - len(shown),
-            "firing": len(firing),
-            "resolved": len(resolved),
-            "created": iso(now),
-        }
+        ident = _h(f"{gk}|{receiver}|{integ.key}|{sorted(a.fingerprint for a in firing)}|"
+                   f"{sorted(a.fingerprint for a in resolved)}|{seq}")
+        shown = tuple(NotifiedAlert(status=status, labels=a.labels, fingerprint=a.fingerprint,
+                                    starts_at=iso(a.starts_at),
+                                    ends_at=iso(a.ends_at) if status == "resolved" else "0001-01-01T00:00:00Z",
+                                    events=a.events, anomaly=a.anomaly)
+                      for a, status in alerts[:MAX_ALERTS_PER_NOTIFICATION])
+        return Notification(
+            id=str(uuid.UUID(hex=(ident * 2)[:32])), receiver=receiver, channel=integ.channel,
+            integration=integ.index, status="firing" if firing else "resolved",
+            group_key=f"{route.path}:{route.group_key(all_labels[0]) if all_labels else '{}'}",
+            group_labels=group.get("group_labels", {}), common_labels=common, alerts=shown,
+            truncated_alerts=len(alerts) - len(shown), firing=len(firing), resolved=len(resolved), created=iso(now))
 
     def clear(self) -> None:
         for k in self.r.scan_iter(self.ns + "*", count=1000):

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from harewatch.durations import format_duration, parse_duration
 from harewatch.errors import ConfigError
+from harewatch.messages import AnomalyEvent
 from harewatch.routing.matchers import LABEL_NAME_RE, Matcher, matches_all, parse_matchers
 from harewatch.routing.timeintervals import TimeRange, active, parse_time_range
 from harewatch.routing.yamlpos import LDict, LList
@@ -457,10 +458,10 @@ def parse_routing(raw: Mapping[str, Any], file: str) -> RoutingConfig:
     return RoutingConfig(root, receivers, _parse_inhibit(p, raw.get("inhibit_rules")), intervals, resolve, g, warnings)
 
 
-def alert_labels(event: Mapping[str, Any]) -> dict[str, str]:
+def alert_labels(event: AnomalyEvent) -> dict[str, str]:
     """The label set an anomaly event is routed on: its labels plus alertname, metric, type, severity, team."""
-    labels = {str(k): str(v) for k, v in (event.get("labels") or {}).items()}
-    labels.update({"alertname": str(event.get("metric", "")), "metric": str(event.get("metric", "")),
-                   "type": str(event.get("type", "")), "severity": str(event.get("severity", "")),
-                   "team": str(event.get("team") or labels.get("team") or "unowned")})
+    labels = {str(k): str(v) for k, v in event.labels.items()}
+    team = event.team if event.team and event.team != "unowned" else labels.get("team") or "unowned"
+    labels.update({"alertname": event.metric, "metric": event.metric, "type": str(event.type),
+                   "severity": str(event.severity), "team": team})
     return labels

@@ -11,7 +11,6 @@ is not an anomaly event is rejected and so dead-lettered to
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import uuid
 from typing import Any
@@ -19,6 +18,8 @@ from typing import Any
 import redis
 from kombu import Consumer
 
+from harewatch.errors import InvalidInput
+from harewatch.messages import AnomalyEvent, Notification
 from harewatch.workers import runtime
 from harewatch.routing.dispatch import Router
 from harewatch.workers.steps import TimedConsumerStep
@@ -33,10 +34,10 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
-def send_notification(app: Any, routing_key: str, note: dict[str, Any]) -> None:
+def send_notification(app: Any, routing_key: str, note: Notification) -> None:
     """Publish one notification task to the alerts exchange, confirmed, with the notification id as task id."""
     names = runtime.names()
-    app.send_task("harewatch.notify", kwargs={"notification": note}, task_id=note["id"],
+    app.send_task("harewatch.notify", kwargs={"notification": note.to_dict()}, task_id=note.id,
                   exchange=names.alerts, routing_key=routing_key, retry=True,
                   retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3})
 
@@ -65,10 +66,8 @@ class RouteConsumer(TimedConsumerStep):
     def on_message(self, message: Any) -> None:
         assert self.router is not None
         try:
-            event = json.loads(message.body)
-            if not isinstance(event, dict) or "type" not in event or "metric" not in event:
-                raise ValueError("not an anomaly event (needs type and metric)")
-        except ValueError as exc:
+            event = AnomalyEvent.from_json(message.body)
+        except (ValueError, TypeError, InvalidInput) as exc:
             log.warning("rejecting message on alerts.route: %s", exc)
             message.reject(requeue=False)   # dead-lettered to alerts.route.dlq
             return

@@ -21,6 +21,8 @@ from typing import Any, Callable, Iterator
 import pika
 
 from harewatch.broker.connection import pika_parameters
+from harewatch.errors import InvalidInput
+from harewatch.messages import Notification
 from harewatch.settings import Settings
 from harewatch.broker.topology import Names
 
@@ -86,24 +88,32 @@ class DeadLetter:
             return [], {}, {}
 
     @property
-    def notification(self) -> dict[str, Any]:
-        return self.task()[1].get("notification") or {}
+    def notification(self) -> Notification | None:
+        """The notification a DLQ'd task carried (None for anything else, e.g. an anomaly the router refused)."""
+        raw = self.task()[1].get("notification")
+        if not raw:
+            return None
+        try:
+            return Notification.from_dict(raw)
+        except InvalidInput:
+            return None
 
     def fields(self) -> dict[str, str]:
         """What ``--where key=value`` filters on (glob patterns allowed)."""
         n = self.notification
-        out = {"reason": self.reason, "receiver": str(n.get("receiver") or self.headers.get("x-harewatch-receiver", "")),
-               "status": str(n.get("status", "")), "channel": str(n.get("channel", "")),
-               "routing_key": self.original_routing_key, "id": str(n.get("id", ""))}
-        for a in n.get("alerts") or []:
-            for k, v in (a.get("labels") or {}).items():
+        out = {"reason": self.reason, "receiver": str(n.receiver if n else self.headers.get("x-harewatch-receiver", "")),
+               "status": n.status if n else "", "channel": n.channel if n else "",
+               "routing_key": self.original_routing_key, "id": n.id if n else ""}
+        for a in n.alerts if n else ():
+            for k, v in a.labels.items():
                 out.setdefault(k, str(v))
         return out
 
     def summary(self) -> dict[str, Any]:
         from harewatch.times import iso
         fs = self.first_seen
-        return {"id": self.notification.get("id"), "reason": self.reason, "attempts": self.attempts,
+        n = self.notification
+        return {"id": n.id if n else None, "reason": self.reason, "attempts": self.attempts,
                 "last_error": str(self.headers.get("x-harewatch-last-error", "")),
                 "first_seen": iso(fs) if fs else None, "receiver": self.fields()["receiver"],
                 "routing_key": self.original_routing_key,
@@ -111,8 +121,7 @@ class DeadLetter:
 
     def _summary(self) -> str:
         n = self.notification
-        alerts = n.get("alerts") or []
-        return f"{n.get('status')} {len(alerts)} alert(s)"
+        return f"{n.status} {len(n.alerts)} alert(s)" if n else f"{len(self.body)} bytes"
 
 
 def matches(dl: DeadLetter, where: dict[str, str], older_than: float | None, now: float) -> bool:

@@ -84,11 +84,11 @@ def show(ctx: Context, queue: str, limit: int, as_json: bool) -> None:
 @pass_ctx
 def replay(ctx: Context, queue: str, limit: int | None, older_than: str | None, where: tuple[str, ...],
            dry_run: bool) -> None:
-    """Send messages back to the alerts exchange with their original routing key and attempts reset."""
+    """Send messages back where they came from with their original routing key and attempts reset."""
     age = parse_duration(older_than) if older_than else None
     n = _dlq(ctx).replay(_queue(ctx, queue), limit, _where(where), age, dry_run,
                          on_each=lambda d: click.echo(f"{'would replay' if dry_run else 'replayed'} "
-                                                      f"{d.notification.get('id')} -> {d.original_routing_key}"))
+                                                      f"{d.fields()['id'] or 'message'} -> {d.original_routing_key}"))
     click.echo(f"{n} message(s) {'would be ' if dry_run else ''}replayed")
 
 

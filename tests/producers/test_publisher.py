@@ -149,16 +149,15 @@ def test_cli_publish_file_cut_off_says_how_far_the_broker_confirmed(declared, pi
                          for i in range(3000)))
     env = {"AMQP_URL": declared.amqp_url, "HAREWATCH_CONFIG": declared.config, "HAREWATCH_PREFIX": declared.prefix,
            "PATH": "/usr/bin:/bin"}
+    tap = pika_channel.queue_declare("", exclusive=True).method.queue   # a copy, so the queue itself is untouched
+    pika_channel.queue_bind(tap, "readings", "cpu_util.#")
     proc = subprocess.Popen([sys.executable, "-m", "harewatch", "publish", "--file", str(f), "--speed", "1000x",
                              "--batch", "10"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    first = []
-    for method, props, body in pika_channel.consume("detect.cpu_util", inactivity_timeout=30):
-        assert method is not None, "nothing published in 30 s"
-        pika_channel.basic_ack(method.delivery_tag)
-        first.append((method, props, body))
-        break                                                    # publishing is under way ...
-    pika_channel.cancel()
+    deadline = time.monotonic() + 30
+    while pika_channel.basic_get(tap, auto_ack=True)[0] is None:   # publishing is under way ...
+        assert time.monotonic() < deadline, "nothing published in 30 s"
+        time.sleep(0.01)
     pika_channel.exchange_delete("readings")                     # ... and now it cannot go on
     out, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
@@ -167,5 +166,5 @@ def test_cli_publish_file_cut_off_says_how_far_the_broker_confirmed(declared, pi
     assert m, err
     confirmed, upto, resume = map(int, m.groups())
     assert 0 < upto < 3000 and resume == upto + 1 and confirmed >= upto
-    got = {r.value for _, p, b in first + bodies(pika_channel, "detect.cpu_util") for r in parse_body(b, p.content_type)}
+    got = {r.value for _, p, b in bodies(pika_channel, "detect.cpu_util") for r in parse_body(b, p.content_type)}
     assert set(range(upto)) <= got

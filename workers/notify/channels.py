@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
+from harewatch.messages import Notification
 from harewatch.errors import PermanentError, TransientError
 from harewatch.workers.notify.render import render
 
@@ -68,7 +69,7 @@ def _json(obj: Any) -> bytes:
 
 
 # -- webhook (Alertmanager webhook payload version 4) ----------------------------------
-def webhook_payload(note: Mapping[str, Any], ctx: Mapping[str, Any], external_url: str = "") -> dict[str, Any]:
+def webhook_payload(note: Notification, ctx: Mapping[str, Any], external_url: str = "") -> dict[str, Any]:
     alerts = []
     for a in ctx["alerts"]:
         an = a.get("anomaly") or {}
@@ -80,15 +81,15 @@ def webhook_payload(note: Mapping[str, Any], ctx: Mapping[str, Any], external_ur
                             "value": a["value_text"], "expected": a["expected_text"]},
             "startsAt": a["startsAt"], "endsAt": a["endsAt"], "generatorURL": external_url,
             "fingerprint": a["fingerprint"], "anomaly": an})
-    return {"version": "4", "groupKey": note.get("group_key", ""), "truncatedAlerts": note.get("truncated_alerts", 0),
-            "status": note.get("status"), "receiver": note.get("receiver"), "groupLabels": note.get("group_labels", {}),
-            "commonLabels": note.get("common_labels", {}), "commonAnnotations": {}, "externalURL": external_url,
-            "alerts": alerts, "harewatch": {"notification_id": note.get("id"), "version": note.get("version", 1)}}
+    return {"version": "4", "groupKey": note.group_key, "truncatedAlerts": note.truncated_alerts,
+            "status": note.status, "receiver": note.receiver, "groupLabels": dict(note.group_labels),
+            "commonLabels": dict(note.common_labels), "commonAnnotations": {}, "externalURL": external_url,
+            "alerts": alerts, "harewatch": {"notification_id": note.id, "version": note.version}}
 
 
-def send_webhook(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_webhook(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     body = _json(webhook_payload(note, ctx, s.get("external_url", "")))
-    headers = {"Content-Type": "application/json", "Idempotency-Key": note["id"], "X-Harewatch-Notification": note["id"]}
+    headers = {"Content-Type": "application/json", "Idempotency-Key": note.id, "X-Harewatch-Notification": note.id}
     secret = s.get("secret") or s.get("hmac_secret")
     if secret:
         sig = hmac.new(str(secret).encode(), body, hashlib.sha256).hexdigest()
@@ -98,42 +99,42 @@ def send_webhook(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str
 
 
 # -- Slack (incoming webhook, Block Kit) ----------------------------------------------
-def send_slack(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_slack(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     url = str(s.get("api_url") or s.get("webhook_url") or "")
     text = render("slack/message.json.j2", ctx, ctx.get("_dirs", ()))
     try:
         json.loads(text)
     except ValueError as exc:
         raise PermanentError(f"slack template did not produce JSON: {exc}") from None
-    post(url, text.encode(), {"Content-Type": "application/json", "X-Harewatch-Notification": note["id"]}, "slack")
+    post(url, text.encode(), {"Content-Type": "application/json", "X-Harewatch-Notification": note.id}, "slack")
     return "delivered"
 
 
 # -- PagerDuty Events API v2 ---------------------------------------------------------
-def pagerduty_event(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
+def pagerduty_event(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> dict[str, Any]:
     # one incident per alert group and receiver: stable across retries, repeats and resolution
-    dedup = hashlib.sha256(f"{note.get('receiver')}|{note.get('group_key')}".encode()).hexdigest()[:32]
-    firing = note.get("status") == "firing"
+    dedup = hashlib.sha256(f"{note.receiver}|{note.group_key}".encode()).hexdigest()[:32]
+    firing = note.status == "firing"
     sev = {"critical": "critical", "warning": "warning", "info": "info"}.get(
-        (note.get("common_labels") or {}).get("severity", "warning"), "error")
+        note.common_labels.get("severity", "warning"), "error")
     ev: dict[str, Any] = {"routing_key": s.get("routing_key") or s.get("service_key"),
                           "event_action": "trigger" if firing else "resolve", "dedup_key": dedup}
     if firing:
         summary = render("pagerduty/summary.txt.j2", ctx, ctx.get("_dirs", ())).strip()[:1024]
         first = ctx["alerts"][0] if ctx["alerts"] else {"labels": {}, "anomaly": {}}
         ev["payload"] = {"summary": summary, "source": first["labels"].get("host") or first["labels"].get("instance")
-                         or "harewatch", "severity": sev, "timestamp": note.get("created"),
+                         or "harewatch", "severity": sev, "timestamp": note.created,
                          "component": first["labels"].get("service") or first["labels"].get("metric"),
-                         "group": (note.get("common_labels") or {}).get("team"),
+                         "group": note.common_labels.get("team"),
                          "class": first["anomaly"].get("type"),
-                         "custom_details": {"firing": note.get("firing"), "alerts": [
+                         "custom_details": {"firing": note.firing, "alerts": [
                              {"labels": a["labels"], "value": a["value_text"], "expected": a["expected_text"],
                               "band": a["band_text"], "since": a["startsAt"]} for a in ctx["alerts"][:20]]}}
         ev["links"] = [{"href": u, "text": n} for n, u in ctx.get("links", {}).items()]
     return ev
 
 
-def send_pagerduty(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_pagerduty(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     ev = pagerduty_event(note, s, ctx)
     if not ev["routing_key"]:
         raise PermanentError("pagerduty: no routing_key")
@@ -142,7 +143,7 @@ def send_pagerduty(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[s
 
 
 # -- Microsoft Teams -----------------------------------------------------------------
-def send_msteams(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_msteams(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     text = render("msteams/message.json.j2", ctx, ctx.get("_dirs", ()))
     post(s["webhook_url"], text.encode(), {"Content-Type": "application/json"}, "msteams")
     return "delivered"
@@ -167,7 +168,7 @@ def _robot_result(resp: requests.Response, what: str) -> None:
         raise PermanentError(f"{what}: errcode {code} {doc.get('errmsg', '')}")
 
 
-def send_dingtalk(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_dingtalk(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     url = s["url"]
     if s.get("secret"):
         ts = int(time.time() * 1000)
@@ -178,7 +179,7 @@ def send_dingtalk(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[st
     return "delivered"
 
 
-def send_wecom(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_wecom(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     text = render("wecom/message.md.j2", ctx, ctx.get("_dirs", ()))
     body = {"msgtype": "markdown", "markdown": {"content": text[:4000]}}
     _robot_result(post(s["url"], _json(body), {"Content-Type": "application/json"}, "wecom"), "wecom")
@@ -186,15 +187,15 @@ def send_wecom(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, 
 
 
 # -- email ----------------------------------------------------------------------------
-def email_message(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> EmailMessage:
+def email_message(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> EmailMessage:
     dirs = ctx.get("_dirs", ())
     msg = EmailMessage()
     msg["Subject"] = render("email/subject.txt.j2", ctx, dirs).strip()
     msg["From"] = s.get("from") or "harewatch@localhost"
     msg["To"] = s["to"]
     msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = f"<{note['id']}@harewatch>"       # the same on every retry
-    msg["X-Harewatch-Notification"] = note["id"]
+    msg["Message-ID"] = f"<{note.id}@harewatch>"       # the same on every retry
+    msg["X-Harewatch-Notification"] = note.id
     msg.set_content(render("email/body.txt.j2", ctx, dirs))
     msg.add_alternative(render("email/body.html.j2", ctx, dirs), subtype="html")
     html: Any = msg.get_payload()[-1]  # type: ignore[index]
@@ -205,7 +206,7 @@ def email_message(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[st
     return msg
 
 
-def send_email(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_email(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     msg = email_message(note, s, ctx)
     host_port = s.get("smarthost") or "127.0.0.1:25"
     host, _, port_s = str(host_port).rpartition(":")
@@ -243,12 +244,12 @@ def send_email(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, 
     return "delivered"
 
 
-def send_console(note: Mapping[str, Any], s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
+def send_console(note: Notification, s: Mapping[str, Any], ctx: Mapping[str, Any]) -> str:
     print(render("console/message.txt.j2", ctx, ctx.get("_dirs", ())), flush=True)
     return "printed"
 
 
-SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]], str]] = {
+SENDERS: dict[str, Callable[[Notification, Mapping[str, Any], Mapping[str, Any]], str]] = {
     "webhook": send_webhook, "slack": send_slack, "pagerduty": send_pagerduty, "msteams": send_msteams,
     "dingtalk": send_dingtalk, "wecom": send_wecom, "email": send_email, "console": send_console,
 }

@@ -15,6 +15,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from harewatch.errors import ConfigError, PermanentError
+from harewatch.messages import Notification, NotifiedAlert
 from harewatch.workers.notify.chart import png, sparkline
 
 BUILTIN = Path(__file__).resolve().parent.parent.parent / "templates"
@@ -62,17 +63,18 @@ def _num(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, (int, float)) else str(v)
 
 
-def alert_view(a: Mapping[str, Any], index: int, with_chart: bool) -> dict[str, Any]:
-    """An alert with the human-readable fields templates show."""
-    an = a.get("anomaly") or {}
-    labels = a.get("labels") or {}
+def alert_view(alert: NotifiedAlert, index: int, with_chart: bool) -> dict[str, Any]:
+    """An alert with the human-readable fields templates show (templates get plain values)."""
+    a = alert.to_dict()
+    an = a["anomaly"]
+    labels = a["labels"]
     value, exp, lo, hi, score = (an.get(k) for k in ("value", "expected", "lower", "upper", "score"))
     where = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in _HIDDEN) or "(all)"
     off = "n/a"
     if isinstance(value, (int, float)) and isinstance(exp, (int, float)):
         diff = value - exp
         pct = f", {diff / exp * 100:+.0f}%" if exp else ""
-        off = f"{diff:+.4g}{pct}" + (f", score {score:.1f}" if isinstance(score, (int, float)) else "")
+        off = f"{diff:+.4g}{pct}" + (f", score {score:.2f}" if isinstance(score, (int, float)) else "")
     model = an.get("model") or {}
     periods = ", ".join(_period(p) for p in model.get("periods") or []) or "none"
     model_text = f"{model.get('method', '?')} (seasonality: {periods}; confidence {an.get('confidence', '?')})"
@@ -95,19 +97,19 @@ def _period(p: float) -> str:
     return format_duration(float(p))
 
 
-def context(note: Mapping[str, Any], settings: Mapping[str, Any], links: Mapping[str, str],
+def context(note: Notification, settings: Mapping[str, Any], links: Mapping[str, str],
             with_chart: bool = False) -> dict[str, Any]:
     """Everything a template may use."""
-    alerts = [alert_view(a, i, with_chart) for i, a in enumerate(note.get("alerts") or [])]
-    gl = note.get("group_labels") or {}
+    alerts = [alert_view(a, i, with_chart) for i, a in enumerate(note.alerts)]
+    gl = dict(note.group_labels)
     first: dict[str, Any] = alerts[0] if alerts else {"labels": {}, "where": "", "anomaly": {}}
     if len(alerts) == 1:
         title = f"{first['labels'].get('alertname', 'anomaly')} {first['anomaly'].get('type') or first['labels'].get('type', '')} on {first['where']}"
     else:
         title = f"{len(alerts)} anomalies: " + ", ".join(f"{k}={v}" for k, v in sorted(gl.items()))
-    return {"notification": note, "status": note.get("status", "firing"), "alerts": alerts, "title": title,
-            "firing": note.get("firing", 0), "resolved": note.get("resolved", 0),
-            "truncated": note.get("truncated_alerts", 0), "group_labels": gl,
+    return {"notification": note.to_dict(), "status": note.status, "alerts": alerts, "title": title,
+            "firing": note.firing, "resolved": note.resolved,
+            "truncated": note.truncated_alerts, "group_labels": gl,
             "group_text": ", ".join(f"{k}={v}" for k, v in sorted(gl.items())) or "all",
-            "common_labels": note.get("common_labels") or {}, "links": dict(links), "receiver": note.get("receiver"),
+            "common_labels": dict(note.common_labels), "links": dict(links), "receiver": note.receiver,
             "channel": settings.get("channel"), "username": settings.get("username")}

@@ -18,7 +18,8 @@ import random
 import time
 from typing import Any, Mapping
 
-from harewatch.errors import PermanentError, TransientError
+from harewatch.errors import InvalidInput, PermanentError, TransientError
+from harewatch.messages import Notification
 from harewatch.times import iso
 from harewatch.broker.topology import RETRY_TIERS
 from harewatch.workers import runtime
@@ -58,12 +59,12 @@ def tier_for(delay: float) -> int:
     return RETRY_TIERS[-1]
 
 
-def integration_settings(note: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+def integration_settings(note: Notification) -> tuple[str, dict[str, Any]]:
     rc = runtime.config().routing
-    rec = rc.receivers.get(note.get("receiver", ""))
-    idx = note.get("integration", 0)
+    rec = rc.receivers.get(note.receiver)
+    idx = note.integration
     if rec is None or idx >= len(rec.integrations):
-        raise PermanentError(f"receiver {note.get('receiver')!r} integration {idx} is not in the config any more")
+        raise PermanentError(f"receiver {note.receiver!r} integration {idx} is not in the config any more")
     integ = rec.integrations[idx]
     merged: dict[str, Any] = {}
     for gkey, key in _GLOBALS.get(integ.channel, {}).items():
@@ -75,12 +76,12 @@ def integration_settings(note: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return integ.channel, merged
 
 
-def links(settings: Mapping[str, Any], note: Mapping[str, Any]) -> dict[str, str]:
+def links(settings: Mapping[str, Any], note: Notification) -> dict[str, str]:
     out = {str(k): str(v) for k, v in (settings.get("links") or {}).items()}
-    for a in note.get("alerts") or []:
+    for a in note.alerts:
         for key in ("runbook_url", "dashboard_url"):
-            if a.get("labels", {}).get(key):
-                out.setdefault(key.removesuffix("_url"), a["labels"][key])
+            if a.labels.get(key):
+                out.setdefault(key.removesuffix("_url"), a.labels[key])
     mgmt = runtime.settings().management_url
     from harewatch.broker.connection import redact_url
     base = redact_url(mgmt).split("@")[-1]
@@ -92,20 +93,28 @@ def links(settings: Mapping[str, Any], note: Mapping[str, Any]) -> dict[str, str
 @shared_task(name="harewatch.notify", bind=True, acks_late=True, ignore_result=True)
 def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen: float | None = None,
            last_error: str = "") -> str:
-    """Send one notification through one receiver integration."""
+    """Send one notification through one receiver integration.
+
+    ``notification`` is the wire form (:meth:`Notification.to_dict`); it is read
+    once into a :class:`Notification` and forwarded unchanged on retry or to the DLQ."""
     first_seen = first_seen or time.time()
     routing_key = (self.request.delivery_info or {}).get("routing_key") or ""
     from harewatch.workers import metrics
-    channel = notification.get("channel", "?")
     try:
-        channel, settings = integration_settings(notification)
+        note = Notification.from_dict(notification)
+    except InvalidInput as exc:
+        _dead_letter(self, notification, None, "?", routing_key, "permanent", attempt, first_seen, str(exc))
+        return "dead-lettered: not a notification"
+    channel = note.channel or "?"
+    try:
+        channel, settings = integration_settings(note)
         dirs = tuple(d for d in (runtime.settings().templates_dir, settings.get("templates_dir")) if d)
-        ctx = render.context(notification, settings, links(settings, notification), with_chart=channel == "email")
+        ctx = render.context(note, settings, links(settings, note), with_chart=channel == "email")
         ctx["_dirs"] = dirs
-        result = channels.SENDERS[channel](notification, settings, ctx)
+        result = channels.SENDERS[channel](note, settings, ctx)
     except TransientError as exc:
         if attempt >= int((locals().get("settings") or {}).get("max_attempts", DEFAULT_MAX_ATTEMPTS)):
-            _dead_letter(self, notification, channel, routing_key, "exhausted", attempt, first_seen, str(exc))
+            _dead_letter(self, notification, note, channel, routing_key, "exhausted", attempt, first_seen, str(exc))
             return "dead-lettered: attempts exhausted"
         delay = backoff(attempt, exc.retry_after)
         tier = tier_for(delay)
@@ -115,45 +124,45 @@ def notify(self: Any, notification: dict[str, Any], attempt: int = 1, first_seen
                          task_id=self.request.id, exchange=names.retry_exchange(tier), routing_key=routing_key,
                          headers={"x-harewatch-attempt": attempt + 1, "x-harewatch-last-error": str(exc)[:500]})
         metrics.notification(channel, "retried")
-        log.warning("notification %s via %s failed (attempt %d): %s; retry in %ds", notification.get("id"),
-                    channel, attempt, exc, tier)
+        log.warning("notification %s via %s failed (attempt %d): %s; retry in %ds", note.id, channel, attempt, exc,
+                    tier)
         return f"retry in {tier}s"
     except PermanentError as exc:
-        _dead_letter(self, notification, channel, routing_key, "permanent", attempt, first_seen, str(exc))
+        _dead_letter(self, notification, note, channel, routing_key, "permanent", attempt, first_seen, str(exc))
         return "dead-lettered: permanent failure"
     except Exception as exc:  # noqa: BLE001 - a bug must dead-letter the notification, not crash the worker
-        log.exception("notification %s failed unexpectedly", notification.get("id"))
-        _dead_letter(self, notification, channel, routing_key, "internal", attempt, first_seen, repr(exc))
+        log.exception("notification %s failed unexpectedly", note.id)
+        _dead_letter(self, notification, note, channel, routing_key, "internal", attempt, first_seen, repr(exc))
         return "dead-lettered: internal error"
     metrics.notification(channel, "sent")
-    try:
-        from harewatch.times import parse_ts
-        ts = min(parse_ts(a["anomaly"]["ts"]) for a in notification.get("alerts") or [] if a.get("anomaly", {}).get("ts"))
-        if time.time() - ts < 86400:
-            metrics.default().notify_latency.labels(channel).observe(max(0.0, time.time() - ts))
-    except (ValueError, KeyError, TypeError):
-        pass
-    log.info("notification %s via %s to %s: %s (attempt %d)", notification.get("id"), channel,
-             notification.get("receiver"), result, attempt)
+    stamps = [a.anomaly.ts for a in note.alerts if a.anomaly is not None]
+    if stamps and time.time() - min(stamps) < 86400:
+        metrics.default().notify_latency.labels(channel).observe(max(0.0, time.time() - min(stamps)))
+    log.info("notification %s via %s to %s: %s (attempt %d)", note.id, channel, note.receiver, result, attempt)
     return result
 
 
-def _dead_letter(task: Any, note: Mapping[str, Any], channel: str, routing_key: str, reason: str, attempt: int,
-                 first_seen: float, error: str) -> None:
+def _dead_letter(task: Any, raw: Any, note: Notification | None, channel: str, routing_key: str, reason: str,
+                 attempt: int, first_seen: float, error: str) -> None:
+    """Forward the notification as it came (``raw``) to its channel's DLQ, with the reason in headers."""
     from harewatch.workers import metrics
     names = runtime.names()
-    alerts = note.get("alerts") or []
-    summary = (f"{note.get('status')} {len(alerts)} alert(s): " +
-               ", ".join(f"{a.get('labels', {}).get('alertname')} {a.get('labels', {}).get('type')}"
-                         for a in alerts[:3]))[:300]
-    task.apply_async(kwargs={"notification": dict(note), "attempt": attempt, "first_seen": first_seen,
+    if note is not None:
+        summary = (f"{note.status} {len(note.alerts)} alert(s): " +
+                   ", ".join(f"{a.labels.get('alertname')} {a.labels.get('type')}" for a in note.alerts[:3]))[:300]
+        receiver, note_id = note.receiver, note.id
+        if channel == "?":
+            channel = note.channel or "webhook"
+    else:
+        summary, receiver, note_id = "not a harewatch notification", "?", "?"
+        channel = channel if channel != "?" else "webhook"
+    task.apply_async(kwargs={"notification": raw, "attempt": attempt, "first_seen": first_seen,
                              "last_error": error[:500]},
-                     task_id=task.request.id, exchange=names.notify_dlx,
-                     routing_key=names.notify_queue(channel if channel != "?" else note.get("channel", "webhook")),
+                     task_id=task.request.id, exchange=names.notify_dlx, routing_key=names.notify_queue(channel),
                      headers={"x-harewatch-reason": reason, "x-harewatch-attempts": attempt,
                               "x-harewatch-last-error": error[:1000], "x-harewatch-first-seen": iso(first_seen),
-                              "x-harewatch-receiver": str(note.get("receiver")), "x-harewatch-summary": summary,
+                              "x-harewatch-receiver": str(receiver), "x-harewatch-summary": summary,
                               "x-original-routing-key": routing_key})
     metrics.notification(channel, "dead_lettered")
-    log.error("notification %s via %s dead-lettered (%s after %d attempts): %s", note.get("id"), channel, reason,
+    log.error("notification %s via %s dead-lettered (%s after %d attempts): %s", note_id, channel, reason,
               attempt, error)

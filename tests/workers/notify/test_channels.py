@@ -3,6 +3,7 @@ Slack, PagerDuty, Teams, DingTalk, WeCom and a webhook receiver."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -11,6 +12,7 @@ import urllib.parse
 import pytest
 
 from harewatch.errors import PermanentError, TransientError
+from harewatch.messages import Notification
 from harewatch.workers.notify import channels, render
 from harewatch.workers.notify.chart import sparkline
 
@@ -27,15 +29,22 @@ def sample_notification(status: str = "firing", n: int = 1) -> dict:
                        "startsAt": "2027-01-15T07:29:00Z",
                        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2027-01-15T07:40:00Z",
                        "events": 2,
-                       "anomaly": {"type": "spike", "value": 97.1, "expected": 41.3, "lower": 30.2, "upper": 52.4,
-                                   "score": 8.7, "confidence": "high", "window": window,
-                                   "model": {"method": "stl", "periods": [86400]}}})
+                       "anomaly": {"metric": "cpu_util", "labels": {"host": f"web-0{i + 1}", "team": "payments"},
+                                   "team": "payments", "series": f"s{i}", "severity": "critical",
+                                   "ts": "2027-01-15T07:29:00Z", "type": "spike", "value": 97.1, "expected": 41.3,
+                                   "lower": 30.2, "upper": 52.4, "score": 0.87, "confidence": "high",
+                                   "window": window, "model": {"method": "stl", "periods": [86400]}}})
     return {"version": 1, "id": "3f1c1bd2-8c4e-4b8e-9d0f-0a1b2c3d4e5f", "receiver": "payments-slack",
             "channel": "slack", "integration": 0, "status": status, "group_key": '0.routes[0]:{alertname="cpu_util"}',
             "group_labels": {"alertname": "cpu_util", "team": "payments"},
             "common_labels": {"alertname": "cpu_util", "severity": "critical", "team": "payments"},
             "alerts": alerts, "truncated_alerts": 0, "firing": n if status == "firing" else 0,
             "resolved": 0 if status == "firing" else n, "created": "2027-01-15T07:30:00Z"}
+
+
+def sample(status: str = "firing", n: int = 1) -> Notification:
+    """The sample as the notifier reads it."""
+    return Notification.from_dict(sample_notification(status, n))
 
 
 def ctx_for(note, settings=None, chart=False):
@@ -46,11 +55,11 @@ def ctx_for(note, settings=None, chart=False):
 
 
 def test_context_says_what_where_how_far_and_since():
-    c = ctx_for(sample_notification())
+    c = ctx_for(sample())
     a = c["alerts"][0]
     assert c["title"] == "cpu_util spike on host=web-01"
     assert (a["value_text"], a["expected_text"], a["band_text"]) == ("97.1", "41.3", "30.2 to 52.4")
-    assert a["off_text"].startswith("+55.8, +135%") and "score 8.7" in a["off_text"]
+    assert a["off_text"].startswith("+55.8, +135%") and "score 0.87" in a["off_text"]
     assert "stl" in a["model_text"] and "1d" in a["model_text"]
     assert a["sparkline"][-1] == "█" and len(a["sparkline"]) == 30
     text = render.render("email/body.txt.j2", c)
@@ -60,8 +69,9 @@ def test_context_says_what_where_how_far_and_since():
 
 
 def test_html_is_autoescaped_and_chart_is_a_png():
-    note = sample_notification()
-    note["alerts"][0]["labels"]["host"] = "<script>alert(1)</script>"
+    wire = sample_notification()
+    wire["alerts"][0]["labels"]["host"] = "<script>alert(1)</script>"
+    note = Notification.from_dict(wire)
     c = ctx_for(note, chart=True)
     html = render.render("email/body.html.j2", c)
     assert "<script>alert(1)" not in html and "&lt;script&gt;" in html
@@ -78,13 +88,13 @@ def test_template_errors_are_clear(tmp_path):
         render.check_templates((str(tmp_path),))
     assert "message.json.j2" in str(exc.value)
     with pytest.raises(PermanentError) as exc2:
-        render.render("slack/message.json.j2", ctx_for(sample_notification()), (str(tmp_path),))
+        render.render("slack/message.json.j2", ctx_for(sample()), (str(tmp_path),))
     assert "slack/message.json.j2" in str(exc2.value)
     # the sandbox refuses what a template must not do
     (tmp_path / "slack" / "message.json.j2").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
     render._envs.clear()
     with pytest.raises(PermanentError):
-        render.render("slack/message.json.j2", ctx_for(sample_notification()), (str(tmp_path),))
+        render.render("slack/message.json.j2", ctx_for(sample()), (str(tmp_path),))
     render._envs.clear()
 
 
@@ -92,13 +102,13 @@ def test_user_template_overrides_builtin(tmp_path):
     (tmp_path / "console").mkdir()
     (tmp_path / "console" / "message.txt.j2").write_text("custom: {{ title }}")
     render._envs.clear()
-    assert render.render("console/message.txt.j2", ctx_for(sample_notification()), (str(tmp_path),)) == \
+    assert render.render("console/message.txt.j2", ctx_for(sample()), (str(tmp_path),)) == \
         "custom: cpu_util spike on host=web-01"
     render._envs.clear()
 
 
 def test_webhook_is_alertmanager_v4_with_signature_and_idempotency(http_sink):
-    note = sample_notification()
+    note = sample()
     channels.send_webhook(note, {"url": http_sink.url + "/hook", "secret": "s3cret"}, ctx_for(note))
     [req] = http_sink.on("/hook")
     body = req.json()
@@ -107,13 +117,13 @@ def test_webhook_is_alertmanager_v4_with_signature_and_idempotency(http_sink):
     a = body["alerts"][0]
     assert a["labels"]["host"] == "web-01" and a["fingerprint"] == "fp0" and a["startsAt"] == "2027-01-15T07:29:00Z"
     assert "expected 41.3" in a["annotations"]["description"]
-    assert req.headers["idempotency-key"] == note["id"]
+    assert req.headers["idempotency-key"] == note.id
     expected = hmac.new(b"s3cret", req.body, hashlib.sha256).hexdigest()
     assert req.headers["x-harewatch-signature"] == f"sha256={expected}"
 
 
 def test_slack_block_kit(http_sink):
-    note = sample_notification(n=2)
+    note = sample(n=2)
     channels.send_slack(note, {"api_url": http_sink.url + "/slack", "channel": "#pay"}, ctx_for(note, {"channel": "#pay"}))
     body = http_sink.on("/slack")[0].json()
     assert body["channel"] == "#pay" and body["text"].startswith("[FIRING] 2 anomalies")
@@ -124,10 +134,9 @@ def test_slack_block_kit(http_sink):
 
 def test_pagerduty_trigger_and_resolve_share_dedup_key(http_sink):
     s = {"routing_key": "R0UT1NG", "url": http_sink.url + "/pd"}
-    note = sample_notification()
+    note = sample()
     channels.send_pagerduty(note, s, ctx_for(note))
-    resolved = sample_notification("resolved")
-    resolved["id"] = "another-id"
+    resolved = dataclasses.replace(sample("resolved"), id="another-id")
     channels.send_pagerduty(resolved, s, ctx_for(resolved))
     trig, res = [r.json() for r in http_sink.on("/pd")]
     assert trig["event_action"] == "trigger" and res["event_action"] == "resolve"
@@ -137,7 +146,7 @@ def test_pagerduty_trigger_and_resolve_share_dedup_key(http_sink):
 
 
 def test_msteams_dingtalk_wecom(http_sink):
-    note = sample_notification()
+    note = sample()
     channels.send_msteams(note, {"webhook_url": http_sink.url + "/teams"}, ctx_for(note))
     card = http_sink.on("/teams")[0].json()
     assert card["@type"] == "MessageCard" and card["sections"][0]["facts"][0]["value"] == "host=web-01"
@@ -159,12 +168,12 @@ def test_msteams_dingtalk_wecom(http_sink):
 
 
 def test_email_multipart_with_inline_chart_and_stable_message_id(smtp_sink):
-    note = sample_notification()
+    note = sample()
     s = {"to": "oncall@example.com", "from": "hw@example.com", "smarthost": f"127.0.0.1:{smtp_sink.port}",
          "require_tls": False}
     channels.send_email(note, s, ctx_for(note, chart=True))
     [msg] = smtp_sink.messages
-    assert msg["Message-ID"] == f"<{note['id']}@harewatch>" and msg["To"] == "oncall@example.com"
+    assert msg["Message-ID"] == f"<{note.id}@harewatch>" and msg["To"] == "oncall@example.com"
     assert msg["Subject"] == "[FIRING:1] cpu_util spike on host=web-01"
     parts = {p.get_content_type(): p for p in msg.walk()}
     assert {"text/plain", "text/html", "image/png"} <= set(parts)
@@ -181,7 +190,7 @@ def test_email_multipart_with_inline_chart_and_stable_message_id(smtp_sink):
                                         (400, PermanentError), (404, PermanentError)])
 def test_http_failures_are_classified(http_sink, status, err):
     http_sink.respond("/x", (status, "nope", {"Retry-After": "7"}))
-    note = sample_notification()
+    note = sample()
     with pytest.raises(err) as exc:
         channels.send_webhook(note, {"url": http_sink.url + "/x"}, ctx_for(note))
     if status == 429:
@@ -189,6 +198,6 @@ def test_http_failures_are_classified(http_sink, status, err):
 
 
 def test_connection_refused_is_transient():
-    note = sample_notification()
+    note = sample()
     with pytest.raises(TransientError):
         channels.send_webhook(note, {"url": "http://127.0.0.1:9/hook"}, ctx_for(note))

@@ -9,6 +9,7 @@ import uuid
 import pika
 import pytest
 
+from harewatch.messages import AnomalyEvent
 from harewatch.routing.config import parse_config
 from harewatch.routing.tree import parse_routing
 from harewatch.routing.dispatch import Router
@@ -39,8 +40,9 @@ T0 = 1_800_000_000.0
 
 
 def event(host="web-1", metric="cpu_util", team="payments", typ="spike", severity="warning"):
-    return {"metric": metric, "labels": {"host": host}, "team": team, "type": typ, "severity": severity,
-            "ts": "2027-01-15T08:00:00Z", "value": 97.0, "expected": 40.0, "score": 7.0}
+    return AnomalyEvent.from_dict({"metric": metric, "labels": {"host": host}, "team": team, "type": typ,
+                                   "severity": severity, "ts": "2027-01-15T08:00:00Z", "value": 97.0,
+                                   "expected": 40.0, "score": 0.7})
 
 
 @pytest.fixture
@@ -52,11 +54,13 @@ def router(redis_db):
 
 
 class Outbox:
+    """What the router sends, in the wire form the notifier receives."""
+
     def __init__(self):
         self.sent = []
 
     def __call__(self, key, note):
-        self.sent.append((key, note))
+        self.sent.append((key, note.to_dict()))
 
     def take(self):
         out, self.sent = self.sent, []
