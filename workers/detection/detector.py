@@ -544,9 +544,30 @@ class Detector:
                 self._mark(res, "spike" if z > 0 else "dip", s_pt, event=not st.in_episode)
             return
 
-        # -- flatline ------------------------------------------------------------
-        # p_change: how often the value usually changes from one point to the next
-        flat = False
+        flat = self._flatline(st, x)
+        self._push_windows(st, z, r)
+        typ, surprise = ("spike" if z > 0 else "dip"), s_pt
+        candidate = s_pt >= s.threshold and dev_ok and self._dir_ok(z)
+        shift = self._level_shift(st, ts, p_thr)
+        if shift is not None:
+            s_ls, moved = shift
+            exp += moved
+            if not candidate or s_ls > surprise:
+                typ, surprise = "level_shift", max(s_ls, surprise)
+            candidate = True
+        s_vc = self._spread(st, p_thr, candidate)
+        if s_vc is not None:
+            typ, surprise, candidate = "variance_change", s_vc, True
+        if flat and not candidate:
+            typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
+        res.surprise = surprise
+        self._episode(st, res, typ, surprise, candidate)
+        self._learn(st, res, x, exp, r, az, sigma, ph, z_thr, s_pt)
+
+    def _flatline(self, st: SeriesState, x: float) -> bool:
+        """True while the value has stayed put improbably long for this series (a stuck sensor or exporter).
+
+        ``p_change``: how often the value usually changes from one point to the next."""
         if st.last_value is not None:
             st.n_trans += 1
             ap = 1.0 / st.n_trans if st.n_trans < 200 else 0.005   # a running mean first, then exponential
@@ -560,12 +581,15 @@ class Detector:
                 if not st.flat_fired:
                     st.p_change -= ap * st.p_change
         st.last_value = x
-        if st.run_len >= s.flatline_after and st.n_trans >= 200:
+        if st.run_len >= self.s.flatline_after and st.n_trans >= 200:
             if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6:
                 st.flat_fired = True
-            flat = st.flat_fired
+            return st.flat_fired
+        return False
 
-        # -- windows for level shift / variance change ---------------------------------
+    @staticmethod
+    def _push_windows(st: SeriesState, z: float, r: float) -> None:
+        """The recent deviations behind level shifts (5 points) and variance changes (30 points)."""
         zc = 6.0 if z > 6.0 else -6.0 if z < -6.0 else z
         zw, rw = st.zwin, st.rwin
         zw.append(zc)
@@ -579,62 +603,69 @@ class Detector:
         if st.cooldown:
             st.cooldown -= 1
 
-        typ, surprise = ("spike" if z > 0 else "dip"), s_pt
-        candidate = s_pt >= s.threshold and dev_ok and self._dir_ok(z)
-        if len(rw) == LS_WINDOW and not st.cooldown:
-            last5 = zw[-LS_WINDOW:]
-            mean5 = sum(last5) / LS_WINDOW
-            am5 = mean5 if mean5 >= 0 else -mean5
-            s_ls = cal.surprise(cal.tail_probability(st.cal_ls, am5), iv)
-            if st.n % LS_WINDOW == 0:   # non-overlapping windows: neighbours would teach the same value 5 times
-                self._learn_tail(st, st.cal_ls, am5, cal.LEVEL, cal.value_at(st.cal_ls, p_thr), st.in_episode)
-            shift = sorted(rw)[LS_WINDOW // 2]
-            if s_ls >= s.threshold and (min(last5) >= 1.0 or max(last5) <= -1.0) and self._dir_ok(mean5) \
-                    and (shift if shift >= 0 else -shift) >= s.min_deviation:
-                # the level moved: follow it at once (the model would otherwise take an hour)
-                st.level += shift
-                if st.profile is not None:
-                    # a shift the seasonal model does not explain: keep it out of the next fit's history.
-                    # Without a model yet, a "shift" may be the season itself (a square wave): keep it in.
-                    st.shift_acc += shift
-                exp += shift
-                st.cooldown = VC_WINDOW
-                zw.clear()
-                rw.clear()
-                st.z2sum = 0.0
-                st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * iv))
-                if not candidate or s_ls > surprise:
-                    typ, surprise = "level_shift", max(s_ls, surprise)
-                candidate = True
-        if len(zw) == VC_WINDOW and not st.cooldown:
-            m2 = st.z2sum / VC_WINDOW
-            s_vc = cal.surprise(cal.tail_probability(st.cal_vc, m2), iv)
-            if st.n % VC_WINDOW == 0:
-                self._learn_tail(st, st.cal_vc, m2, cal.SPREAD, cal.value_at(st.cal_vc, p_thr), st.in_episode)
-            if s_vc >= s.threshold and not candidate:
-                # more spread on both sides, not a one-sided run (that is a shift or a spike)
-                ups = sum(1 for v in zw if v > 2.0)
-                downs = sum(1 for v in zw if v < -2.0)
-                if ups >= 3 and downs >= 3 and ups + downs >= 8:
-                    st.ew_abs *= math.sqrt(m2)
-                    st.cooldown = VC_WINDOW
-                    zw.clear()
-                    st.z2sum = 0.0
-                    typ, surprise, candidate = "variance_change", s_vc, True
-        if flat and not candidate:
-            typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
-        res.surprise = surprise
-        self._episode(st, res, typ, surprise, candidate)
+    def _level_shift(self, st: SeriesState, ts: float, p_thr: float) -> tuple[float, float] | None:
+        """A sustained move of the last 5 points, calibrated: (its surprise, the shift the level followed), or
+        None. The level follows at once; the model would otherwise take an hour."""
+        s = self.s
+        zw, rw = st.zwin, st.rwin
+        if len(rw) != LS_WINDOW or st.cooldown:
+            return None
+        iv = st.interval or 60.0
+        last5 = zw[-LS_WINDOW:]
+        mean5 = sum(last5) / LS_WINDOW
+        am5 = mean5 if mean5 >= 0 else -mean5
+        s_ls = cal.surprise(cal.tail_probability(st.cal_ls, am5), iv)
+        if st.n % LS_WINDOW == 0:   # non-overlapping windows: neighbours would teach the same value 5 times
+            self._learn_tail(st, st.cal_ls, am5, cal.LEVEL, cal.value_at(st.cal_ls, p_thr), st.in_episode)
+        shift = sorted(rw)[LS_WINDOW // 2]
+        if not (s_ls >= s.threshold and (min(last5) >= 1.0 or max(last5) <= -1.0) and self._dir_ok(mean5)
+                and (shift if shift >= 0 else -shift) >= s.min_deviation):
+            return None
+        st.level = (st.level or 0.0) + shift
+        if st.profile is not None:
+            # a shift the seasonal model does not explain: keep it out of the next fit's history.
+            # Without a model yet, a "shift" may be the season itself (a square wave): keep it in.
+            st.shift_acc += shift
+        st.cooldown = VC_WINDOW
+        zw.clear()
+        rw.clear()
+        st.z2sum = 0.0
+        st.refit_at = min(st.refit_at or math.inf, ts + max(3600.0, 12 * iv))
+        return s_ls, shift
 
-        # -- learn (clipped, so anomalies barely move the model) ---------------------------
+    def _spread(self, st: SeriesState, p_thr: float, candidate: bool) -> float | None:
+        """More spread on both sides over the last 30 points, calibrated: its surprise, or None. A one-sided
+        run is a shift or a spike, not a variance change."""
+        zw = st.zwin
+        if len(zw) != VC_WINDOW or st.cooldown:
+            return None
+        m2 = st.z2sum / VC_WINDOW
+        s_vc = cal.surprise(cal.tail_probability(st.cal_vc, m2), st.interval or 60.0)
+        if st.n % VC_WINDOW == 0:
+            self._learn_tail(st, st.cal_vc, m2, cal.SPREAD, cal.value_at(st.cal_vc, p_thr), st.in_episode)
+        if s_vc < self.s.threshold or candidate:
+            return None
+        ups = sum(1 for v in zw if v > 2.0)
+        downs = sum(1 for v in zw if v < -2.0)
+        if ups < 3 or downs < 3 or ups + downs < 8:
+            return None
+        st.ew_abs *= math.sqrt(m2)
+        st.cooldown = VC_WINDOW
+        zw.clear()
+        st.z2sum = 0.0
+        return s_vc
+
+    def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, az: float, sigma: float,
+               ph: int, z_thr: float, s_pt: float) -> None:
+        """Learn from the point after deciding on it (clipped, so anomalies barely move the model)."""
         self._learn_tail(st, st.cal_pt, az, cal.POINT, z_thr, res.anomaly)
         lim = 3.0 * sigma
         innov = x - exp
         innov = lim if innov > lim else -lim if innov < -lim else innov
-        st.level += self._alpha_level(st) * innov
+        st.level = (st.level or 0.0) + self._alpha_level(st) * innov
         if ph >= 0 and st.profile is not None and not res.anomaly:
             st.profile[ph] += 0.02 * innov
-        if s_pt < s.threshold:  # the scale learns from ordinary points only
+        if s_pt < self.s.threshold:  # the scale learns from ordinary points only
             ar = r if r >= 0 else -r
             cap = 3.0 * sigma / SIGMA_FROM_ABS
             if ar > cap:
