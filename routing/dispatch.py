@@ -15,14 +15,14 @@ import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import redis
 
 from harewatch.messages import Alert, AnomalyEvent, Notification, NotifiedAlert, routing_word
 from harewatch.times import iso
-from harewatch.routing.matchers import Matcher, matches_all, parse_matchers
+from harewatch.routing.matchers import Matcher
+from harewatch.routing.silences import Silence, SilenceStore, silenced
 from harewatch.routing.tree import Route, RoutingConfig, alert_labels
 
 log = logging.getLogger("harewatch.router")
@@ -37,26 +37,6 @@ def alert_fingerprint(labels: Mapping[str, str]) -> str:
     return _h(json.dumps(sorted(labels.items())))
 
 
-@dataclass
-class Silence:
-    id: str
-    matchers: list[str]
-    starts_at: float
-    ends_at: float
-    comment: str = ""
-    created_by: str = ""
-
-    def active(self, now: float) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def parsed(self) -> list[Matcher]:
-        return [m for text in self.matchers for m in parse_matchers(text)]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "matchers": self.matchers, "startsAt": iso(self.starts_at), "endsAt": iso(self.ends_at),
-                "comment": self.comment, "createdBy": self.created_by}
-
-
 class Router:
     """Alert state and dispatch for one routing config."""
 
@@ -67,6 +47,7 @@ class Router:
         self.ns = f"{prefix}hw:rt:"
         self.clock = clock
         self.routes = {route.path: route for route, _ in routing.root.walk()}
+        self.silence_store = SilenceStore(self.r, self.k("silences"), clock)
 
     # -- keys -----------------------------------------------------------------
     def k(self, *parts: str) -> str:
@@ -107,35 +88,16 @@ class Router:
             return dict(labels)
         return {k: labels.get(k, "") for k in route.group_by if k in labels}
 
-    # -- silences ---------------------------------------------------------------
+    # -- silences (kept in the same Redis namespace; harewatch silence and the router share them) --------
     def add_silence(self, matchers: list[str], duration: float, comment: str = "", author: str = "",
                     start: float | None = None) -> Silence:
-        for m in matchers:
-            parse_matchers(m)  # validate now, not at flush time
-        now = self.clock() if start is None else start
-        s = Silence(str(uuid.uuid4()), matchers, now, now + duration, comment, author)
-        self.r.hset(self.k("silences"), s.id, json.dumps(s.__dict__))
-        return s
+        return self.silence_store.add(matchers, duration, comment, author, start)
 
     def silences(self) -> list[Silence]:
-        return sorted((Silence(**json.loads(v)) for v in self.r.hvals(self.k("silences"))),
-                      key=lambda s: s.starts_at)
+        return self.silence_store.all()
 
     def expire_silence(self, sid: str) -> bool:
-        raw = self.r.hget(self.k("silences"), sid)
-        if raw is None:
-            matches = [s for s in self.silences() if s.id.startswith(sid)]
-            if len(matches) != 1:
-                return False
-            sid, raw = matches[0].id, self.r.hget(self.k("silences"), matches[0].id)
-        s = Silence(**json.loads(raw))
-        s.ends_at = min(s.ends_at, self.clock())
-        self.r.hset(self.k("silences"), s.id, json.dumps(s.__dict__))
-        return True
-
-    @staticmethod
-    def silenced(labels: Mapping[str, str], active_silences: list[list[Matcher]]) -> bool:
-        return any(matches_all(ms, labels) for ms in active_silences)
+        return self.silence_store.expire(sid)
 
     # -- dispatch ---------------------------------------------------------------
     def tick(self, send: Callable[[str, Notification], None], now: float | None = None) -> int:
@@ -168,7 +130,7 @@ class Router:
         muted_route = self.rc.muted(route, now)
         visible_firing = []
         for a in firing:
-            if self.silenced(a.labels, silences):
+            if silenced(a.labels, silences):
                 continue
             if self.rc.inhibit_rules and self.rc.inhibited_by(a.labels, firing_labels) is not None:
                 continue
