@@ -67,15 +67,68 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
 
     The demo runs in a RabbitMQ vhost and under a Redis key prefix of its own, and removes both when it
     stops (unless --keep), so it never touches your queues or keys."""
-    from harewatch.broker.connection import redact_url
-    from harewatch.broker.declare import declare
-    from harewatch.broker.topology import topology_from_config
-    from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
+    from harewatch.broker.management import Management
 
     t0 = time.time()
     click.secho("harewatch demo", bold=True)
     s, made_vhost = _own_namespace(ctx.settings, vhost)
-    cfg = ctx.config
+    _declare(s, ctx.config)
+    status = StatusLine(sys.stdout.isatty())
+    sinks = Sinks(sink_port, smtp_port, status)
+    env = _environment(s, sinks.base, smtp_port)
+    logdir = Path(tempfile.mkdtemp(prefix="harewatch-demo-"))
+    procs = _start_workers(s, ctx.config, env, logdir, metrics_port, quiet_workers)
+    sim = subprocess.Popen([sys.executable, "-m", "harewatch", "simulate", "--series", str(series), "--interval", "1m",
+                            "--backfill", "2d", "--live-from", "3h", "--rate", str(rate), "--anomalies", "1%",
+                            "--seed", str(int(t0) % 1000)], env=env, stdout=open(logdir / "simulate.log", "w"),
+                           stderr=subprocess.STDOUT, start_new_session=True)
+    click.echo(_where_to_look(s, sinks.base, [port for _, _, port in procs], keep, series, rate))
+    end = t0 + parse_duration(duration) if duration else float("inf")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    management = Management(s.management_url, timeout=5)
+    failed = False
+    watch = Progress(s, management, [port for _, _, port in procs])
+    try:
+        while not stopping and time.time() < end:
+            time.sleep(0.5)
+            if status.due():
+                status.update(watch.line(sinks.delivered))
+            for name, p, _ in procs:
+                if p.poll() is not None:
+                    status.print(f"  worker {name} exited ({p.returncode}); see {logdir / (name + '.log')}")
+                    stopping = failed = True
+    finally:
+        status.done()
+        counters = watch.counters()
+        _stop([sim] + [p for _, p, _ in procs])
+        sinks.close()
+        click.echo("\n  metrics: " + ", ".join(f"{k.removeprefix('harewatch_')}={v:g}" for k, v in sorted(counters.items())))
+        click.echo(f"  {len(sinks.delivered)} notifications delivered to the local sinks in {time.time() - t0:.0f}s")
+        if failed or keep:
+            click.echo(f"  worker logs kept in {logdir}")
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+        if keep:
+            click.echo(f"  kept: vhost {s.vhost!r} and Redis keys {s.prefix}* (delete the vhost in the RabbitMQ UI)")
+        else:
+            _remove_namespace(s, made_vhost, management)
+            click.echo(f"  removed the demo's {'vhost ' + repr(s.vhost) + ' and ' if made_vhost else 'queues and '}"
+                       f"Redis keys {s.prefix}*")
+
+
+def _declare(s: Settings, cfg: Any) -> None:
+    """Declare the topology, refusing to start on drift (workers on mismatched queues would misbehave)."""
+    from harewatch.broker.connection import redact_url
+    from harewatch.broker.declare import declare
+    from harewatch.broker.topology import topology_from_config
+
     outcomes = declare(topology_from_config(cfg, s.prefix), s)
     drifted = [o for o in outcomes if o.status == "drift"]
     if drifted:
@@ -87,30 +140,53 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
                                    "fresh, then run again")
     click.echo(f"  topology: {sum(o.status == 'created' for o in outcomes)} created, "
                f"{sum(o.status == 'kept' for o in outcomes)} kept on {redact_url(s.amqp_url)}")
-    delivered: list[str] = []
-    status = StatusLine(sys.stdout.isatty())
 
-    def show(channel: str, text: str) -> None:
-        delivered.append(text)
-        status.print(f"  {time.strftime('%H:%M:%S')} delivered by {channel:9} {text}")
 
-    if not _free(sink_port):
-        raise click.ClickException(f"port {sink_port} is taken; pass --sink-port")
-    sink = HTTPSink(sink_port, on_receive=lambda path, body: show(path.strip("/"), summarize(path, body)))
-    smtp = None
-    if _free(smtp_port):
-        try:
-            smtp = SMTPSink(smtp_port, on_receive=lambda to, subj: show("email", f"mail to {to}: {subj}"))
-        except Exception as exc:  # noqa: BLE001 - email is optional in the demo
-            click.echo(f"  (no SMTP catcher: {exc})")
-    base = f"http://127.0.0.1:{sink.port}"
+class Sinks:
+    """The local webhook/Slack/PagerDuty sink and SMTP catcher; one line per delivery."""
+
+    def __init__(self, sink_port: int, smtp_port: int, status: "StatusLine") -> None:
+        from harewatch.cli.sinks import HTTPSink, SMTPSink, summarize
+
+        self.delivered: list[str] = []
+        self.status = status
+        if not _free(sink_port):
+            raise click.ClickException(f"port {sink_port} is taken; pass --sink-port")
+        self.http = HTTPSink(sink_port, on_receive=lambda path, body: self.show(path.strip("/"), summarize(path, body)))
+        self.smtp = None
+        if _free(smtp_port):
+            try:
+                self.smtp = SMTPSink(smtp_port, on_receive=lambda to, subj: self.show("email", f"mail to {to}: {subj}"))
+            except Exception as exc:  # noqa: BLE001 - email is optional in the demo
+                click.echo(f"  (no SMTP catcher: {exc})")
+        self.base = f"http://127.0.0.1:{self.http.port}"
+
+    def show(self, channel: str, text: str) -> None:
+        self.delivered.append(text)
+        self.status.print(f"  {time.strftime('%H:%M:%S')} delivered by {channel:9} {text}")
+
+    def close(self) -> None:
+        self.http.close()
+        if self.smtp:
+            self.smtp.close()
+
+
+def _environment(s: Settings, base: str, smtp_port: int) -> dict[str, str]:
+    """The workers' and simulator's environment: the demo's namespace, and channels pointed at the sinks."""
     env = dict(os.environ)
     env.update({"AMQP_URL": s.amqp_url, "REDIS_URL": s.redis_url, "HAREWATCH_CONFIG": s.config,
                 "HAREWATCH_PREFIX": s.prefix, "HAREWATCH_MANAGEMENT_URL": s.management_url,
                 "WEBHOOK_URL": f"{base}/webhook", "SLACK_PAYMENTS": f"{base}/slack",
                 "PAGERDUTY_URL": f"{base}/pagerduty", "SMTP_HOST": f"127.0.0.1:{smtp_port}",
                 "PYTHONUNBUFFERED": "1"})
-    logdir = Path(tempfile.mkdtemp(prefix="harewatch-demo-"))
+    return env
+
+
+def _start_workers(s: Settings, cfg: Any, env: dict[str, str], logdir: Path, metrics_port: int,
+                   quiet: bool) -> list[tuple[str, subprocess.Popen[bytes], int]]:
+    """Detection (with beat), router and notifier workers as Celery processes; waits until they answer."""
+    from harewatch.broker.topology import topology_from_config
+
     py = [sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--without-mingle", "--without-gossip",
           "--loglevel", "INFO"]
     tasks_q = Names(s.prefix).tasks
@@ -118,10 +194,10 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     specs = [("detect", ["--detect", "all", "-Q", tasks_q, "-n", "detect@%h", "--concurrency", "1", "-B"]),
              ("route", ["--route", "-Q", tasks_q, "-n", "route@%h", "--concurrency", "1"]),
              ("notify", ["-Q", notify_qs, "-n", "notify@%h", "--pool", "threads", "--concurrency", "4"])]
-    procs: list[tuple[str, subprocess.Popen, int]] = []
+    procs: list[tuple[str, subprocess.Popen[bytes], int]] = []
     for i, (name, args) in enumerate(specs):
         penv = dict(env, HAREWATCH_METRICS_PORT=str(metrics_port + i))
-        out = open(logdir / f"{name}.log", "w") if quiet_workers else None
+        out = open(logdir / f"{name}.log", "w") if quiet else None
         p = subprocess.Popen(py + args + ["-s", str(logdir / "beat-schedule")] * (name == "detect"), env=penv,
                              stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
         procs.append((name, p, metrics_port + i))
@@ -129,12 +205,12 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     deadline = time.time() + 60
     while time.time() < deadline and not all(_ready(port) for _, _, port in procs):
         time.sleep(0.5)
-    sim = subprocess.Popen([sys.executable, "-m", "harewatch", "simulate", "--series", str(series), "--interval", "1m",
-                            "--backfill", "2d", "--live-from", "3h", "--rate", str(rate), "--anomalies", "1%",
-                            "--seed", str(int(t0) % 1000)], env=env, stdout=open(logdir / "simulate.log", "w"),
-                           stderr=subprocess.STDOUT, start_new_session=True)
+    return procs
+
+
+def _where_to_look(s: Settings, base: str, ports: list[int], keep: bool, series: int, rate: float) -> str:
     mgmt = s.management_url.split("@")[-1]
-    click.echo(f"""
+    return f"""
   where to look:
     RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues/{urllib.parse.quote(s.vhost, safe='')}   (guest/guest)
     namespace        vhost {s.vhost!r}, names and Redis keys prefixed {s.prefix!r}{'' if keep else ' (removed on exit)'}
@@ -143,57 +219,21 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
                      {s.prefix}notify.<channel>  notifications being sent; {s.prefix}notify.retry.*  retries waiting
     dead letters     {s.prefix}notify.<channel>.dlq  (harewatch dlq list / show / replay)
     sink             {base}/received  (what the webhook, Slack and PagerDuty channels sent)
-    metrics          {', '.join(f'http://127.0.0.1:{port}/metrics' for _, _, port in procs)}
+    metrics          {', '.join(f'http://127.0.0.1:{port}/metrics' for port in ports)}
   simulating {series} series: 2 days of history, then 3 hours at {rate:g}x, then live. Alerts appear below.
-""")
-    end = t0 + parse_duration(duration) if duration else float("inf")
-    stopping = False
+"""
 
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    from harewatch.broker.management import Management
-    management = Management(s.management_url, timeout=5)
-    failed = False
-    watch = Progress(s, management, [port for _, _, port in procs])
-    try:
-        while not stopping and time.time() < end:
-            time.sleep(0.5)
-            if status.due():
-                status.update(watch.line(delivered))
-            for name, p, _ in procs:
-                if p.poll() is not None:
-                    status.print(f"  worker {name} exited ({p.returncode}); see {logdir / (name + '.log')}")
-                    stopping = failed = True
-    finally:
-        status.done()
-        counters = watch.counters()
-        for p in [sim] + [p for _, p, _ in procs]:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in [sim] + [p for _, p, _ in procs]:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-        sink.close()
-        if smtp:
-            smtp.close()
-        click.echo("\n  metrics: " + ", ".join(f"{k.removeprefix('harewatch_')}={v:g}" for k, v in sorted(counters.items())))
-        click.echo(f"  {len(delivered)} notifications delivered to the local sinks in {time.time() - t0:.0f}s")
-        if failed or keep:
-            click.echo(f"  worker logs kept in {logdir}")
-        else:
-            shutil.rmtree(logdir, ignore_errors=True)
-        if keep:
-            click.echo(f"  kept: vhost {s.vhost!r} and Redis keys {s.prefix}* (delete the vhost in the RabbitMQ UI)")
-        else:
-            _remove_namespace(s, made_vhost, management)
-            click.echo(f"  removed the demo's {'vhost ' + repr(s.vhost) + ' and ' if made_vhost else 'queues and '}"
-                       f"Redis keys {s.prefix}*")
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process group, then SIGKILL what has not exited 20 s later."""
+    for p in procs:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
 
 
 def _own_namespace(settings: Settings, vhost: str) -> tuple[Settings, bool]:
