@@ -151,7 +151,7 @@ def test_inhibition(router):
 
 def test_restart_keeps_pending_groups_and_does_not_resend(router, redis_db):
     out = Outbox()
-    prefix = router.ns.removesuffix("hw:rt:")
+    prefix = router.store.ns.removesuffix("hw:rt:")
     router.receive(event("web-1"), now=T0)
     again = Router(router.rc, redis_db, prefix=prefix)     # the router restarted before group_wait
     assert again.tick(out, now=T0 + 30) == 2               # the pending group is flushed
