@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping
 from harewatch.durations import parse_duration
 from harewatch.errors import ConfigError
 from harewatch.messages import Channel
+from harewatch.routing.ownership import OwnershipRule, rules_from_config
 from harewatch.routing.yamlpos import LDict, LList, load_yaml
 from harewatch.workers.detection.calibration import SENSITIVITY_PERIOD, score_for_period, sensitivity_threshold
 from harewatch.workers.detection.detector import DetectorSettings
@@ -68,6 +69,14 @@ class MetricSettings:
 DEFAULT_METRIC = MetricSettings(name="default")
 
 
+@dataclass(frozen=True)
+class Selfwatch:
+    """The pipeline watching itself: who gets its alerts, and how long without readings is too long."""
+
+    team: str = "platform"
+    no_readings_after: float = 600.0
+
+
 @dataclass
 class Config:
     """A loaded, validated config file."""
@@ -77,6 +86,8 @@ class Config:
     channels: tuple[str, ...]
     defaults: MetricSettings = DEFAULT_METRIC
     raw: Mapping[str, Any] = field(default_factory=dict)
+    ownership: tuple[OwnershipRule, ...] = ()          # teams.<name>.owns, in order
+    selfwatch: "Selfwatch" = field(default_factory=lambda: Selfwatch())
     routing: Any = None  # routing.tree.RoutingConfig, filled by routing.tree.load_routing
 
     def metric(self, name: str) -> MetricSettings:
@@ -173,7 +184,7 @@ class Section:
         v = self.data.get(key, default)
         if v not in options:
             raise self.error(key, f"must be one of {', '.join(options)} (got {v!r})")
-        return v
+        return str(v)
 
     def list_(self, key: str) -> LList:
         v = self.data.get(key)
@@ -319,8 +330,13 @@ def parse_config(text: str, path: str, env: Mapping[str, str] | None = None) -> 
                               path, clist.line_of(i), f"channels[{i}]")
         if ch not in channels:
             channels.append(ch)
-    cfg = Config(path=path, metrics=metrics, channels=tuple(channels), defaults=defaults, raw=data)
-    return cfg
+    sw = top.sub("selfwatch")
+    sw.allow_only({"team", "no_readings_after"})
+    selfwatch = Selfwatch(team=sw.str_("team", Selfwatch.team) or Selfwatch.team,
+                          no_readings_after=sw.duration("no_readings_after", Selfwatch.no_readings_after)
+                          or Selfwatch.no_readings_after)
+    return Config(path=path, metrics=metrics, channels=tuple(channels), defaults=defaults, raw=data,
+                  ownership=tuple(rules_from_config(data)), selfwatch=selfwatch)
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

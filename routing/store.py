@@ -89,7 +89,8 @@ class RouterStore:
 
     # -- the notification log --------------------------------------------------------------
     def last_sent(self, key: str, receiver: str, integration: str) -> dict[str, Any]:
-        return json.loads(self.r.get(self.k("nlog", key, receiver, integration)) or "{}")
+        entry: dict[str, Any] = json.loads(self.r.get(self.k("nlog", key, receiver, integration)) or "{}")
+        return entry
 
     def sent(self, key: str, receiver: str, integration: str, entry: Mapping[str, Any], keep: float) -> None:
         self.r.set(self.k("nlog", key, receiver, integration), json.dumps(dict(entry)), ex=int(keep))

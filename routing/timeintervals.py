@@ -4,14 +4,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 _DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
            "november", "december"]
 
 
-def _ranges(items: list[Any], parse_one, lo: int, hi: int, what: str) -> list[tuple[int, int]]:  # noqa: ANN001
+def _ranges(items: list[Any], parse_one: Callable[[str], int], lo: int, hi: int, what: str) -> list[tuple[int, int]]:
     out = []
     for it in items:
         s = str(it).strip().lower()

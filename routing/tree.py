@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Iterator
 
 from harewatch.durations import format_duration, parse_duration
 from harewatch.errors import ConfigError
@@ -108,7 +108,8 @@ class Route:
             items = [(k, labels.get(k, "")) for k in self.group_by]
         return "{" + ",".join(f'{k}="{v}"' for k, v in items) + "}"
 
-    def walk(self, depth: int = 0):  # noqa: ANN201 - generator of (route, depth)
+    def walk(self, depth: int = 0) -> Iterator[tuple["Route", int]]:
+        """This route and every route below it, depth first, with their depth."""
         yield self, depth
         for c in self.routes:
             yield from c.walk(depth + 1)

@@ -12,17 +12,17 @@ import yaml
 from harewatch.errors import ConfigError
 
 
-class LDict(dict):
+class LDict(dict[Any, Any]):
     """A dict that knows the line of each of its keys."""
 
     line: int = 0
     key_lines: dict[Any, int]
 
     def line_of(self, key: Any) -> int:
-        return getattr(self, "key_lines", {}).get(key, self.line)
+        return int(getattr(self, "key_lines", {}).get(key, self.line))
 
 
-class LList(list):
+class LList(list[Any]):
     """A list that knows the line of each item."""
 
     line: int = 0

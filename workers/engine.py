@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 from harewatch.errors import InvalidInput
 from harewatch.messages import AnomalyEvent, Reading
 from harewatch.producers.formats import parse_body
-from harewatch.routing.ownership import rules_from_config, team_for
+from harewatch.routing.ownership import team_for
 from harewatch.workers.detection import Detector, DetectorSettings
 from harewatch.workers.detection.detector import PointResult, SeriesState
 from harewatch.workers.store import StateStore
@@ -67,7 +67,7 @@ class Engine:
         self.cache: OrderedDict[str, SeriesState] = OrderedDict()
         self.cache_size = cache_size
         self.detectors: dict[str, Detector] = {}
-        self.rules = rules_from_config(getattr(config, "raw", {}) or {})
+        self.rules = list(config.ownership)
         self.dirty: set[str] = set()
         self.last_seen: dict[str, float] = {}
         self.new_meta: dict[str, str] = {}

@@ -60,10 +60,7 @@ def self_check(self: Any) -> list[str]:
     from harewatch.messages import AnomalyEvent
 
     cfg = runtime.config()
-    sw = (cfg.raw.get("selfwatch") or {}) if hasattr(cfg, "raw") else {}
-    from harewatch.durations import parse_duration
-    quiet_after = parse_duration(sw.get("no_readings_after", "10m"))
-    team = str(sw.get("team", "platform"))
+    quiet_after, team = cfg.selfwatch.no_readings_after, cfg.selfwatch.team
     store = runtime.store()
     r, ns = store.r, store.ns
     now = time.time()

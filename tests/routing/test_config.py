@@ -93,3 +93,12 @@ def test_deep_nesting_is_a_config_error_not_a_recursion_error(tmp_path):
     with pytest.raises(ConfigError) as exc:
         load_config(path)
     assert "nested more than" in str(exc.value)
+
+
+def test_selfwatch_and_ownership_are_read_once_on_load():
+    cfg = parse_config("selfwatch: {team: sre, no_readings_after: 15m}\n"
+                       "teams:\n  payments:\n    owns: {metrics: ['payments_*']}\n", "f.yaml", env={})
+    assert (cfg.selfwatch.team, cfg.selfwatch.no_readings_after) == ("sre", 900.0)
+    assert [(r.team, r.metrics) for r in cfg.ownership] == [("payments", ("payments_*",))]
+    e = err("selfwatch:\n  no_readings_after: soon\n")
+    assert (e.line, e.field) == (2, "selfwatch.no_readings_after")

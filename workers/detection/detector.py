@@ -129,8 +129,8 @@ class SeriesState:
     # model
     level: float | None = None
     ew_abs: float = 0.0
-    profile: array | None = None
-    ph_abs: array | None = None
+    profile: array[float] | None = None
+    ph_abs: array[float] | None = None
     model_periods: tuple[float, ...] = ()
     bucket: float = 0.0
     method: str = "median_mad"
@@ -140,7 +140,7 @@ class SeriesState:
     fit_upto: int = 0                # ... on the history before this bucket
     jitter: float = 0.0              # in [0, 1): spreads a fleet's refits over time
     # bucketed history (bucket means; NaN for gaps)
-    hist: array = field(default_factory=lambda: array("f"))
+    hist: array[float] = field(default_factory=lambda: array("f"))
     hist_first: int = 0
     cur_bucket: int = -1
     cur_sum: float = 0.0
