@@ -309,7 +309,10 @@ class Detector:
         f = LEVEL_FLOOR * (lvl if lvl >= 0 else -lvl)
         if f < 1e-9:
             f = 1e-9
-        # a grid, not a square wave: many steps, of several sizes, all multiples of the smallest
+        # integers resolve to 1 (counts, pool sizes); another grid must show many steps of several sizes,
+        # all multiples of the smallest (a square wave's one jump is no quantum)
+        if st.all_int and st.n >= COLD_POINTS and QUANTUM_FLOOR > f:
+            f = QUANTUM_FLOOR
         if st.q_hits >= 50 and st.q_span >= 3 and QUANTUM_FLOOR * st.quantum > f:
             f = QUANTUM_FLOOR * st.quantum
         a = AMPLITUDE_FLOOR * st.amplitude
