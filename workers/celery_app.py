@@ -8,7 +8,6 @@ no remote-control or event queues, Sentry when ``SENTRY_DSN`` is set.
 from __future__ import annotations
 
 import functools
-import logging
 from typing import Any
 
 import click
@@ -18,7 +17,6 @@ from celery.signals import setup_logging, worker_process_init
 from harewatch.settings import Settings
 from harewatch.routing.loader import load_full_config
 
-log = logging.getLogger("harewatch")
 
 
 def _no_native_delayed_delivery() -> None:

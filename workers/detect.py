@@ -145,8 +145,6 @@ class DetectConsumer(TimedConsumerStep):
             self.retry_at = time.monotonic() + delay
             if self.engine:
                 self.engine.reset()
-            if self.out:
-                self.out.close()
 
     def checkpoint(self) -> None:
         """Save every changed state, ask for refits, then ack all scored messages at once."""
@@ -182,6 +180,7 @@ class DetectConsumer(TimedConsumerStep):
             # states may be half-updated: start again from what is saved, with every unsaved message
             self.engine.reset()
             res = self._one_by_one([self._in(m) for m in self.unacked])
+            self.pending = []   # the result covers every unacked message, earlier batches included
         self.out.invalid(res.invalid)
         self.out.events(res.events)
         self.refits.extend(res.refits)

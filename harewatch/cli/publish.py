@@ -1,7 +1,7 @@
 """``harewatch publish``: one reading from the command line, or a file / stdin of them."""
 from __future__ import annotations
 
-import bisect
+import collections
 import contextlib
 import re
 import sys
@@ -129,7 +129,7 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
     first_event: float | None = None
     wall0 = time.monotonic()
     show = not quiet and sys.stderr.isatty()
-    handed: list[tuple[int, int]] = []   # (line, readings handed to the publisher up to and including it)
+    handed = ConfirmedLines()
     pub = Publisher(settings=ctx.settings, batch_size=max(1, batch), linger=0.5)
     with _resumable(pub, path, handed):
         bar = click.progressbar(length=total or 0, label="publishing", file=sys.stderr) if show and total else None
@@ -150,7 +150,7 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
                         time.sleep(wait)
                 pub.publish(got)
                 published += len(got)
-                handed.append((n, published))
+                handed.add(n, published, pub.sent_readings)
                 if bar is not None:
                     bar.update(read[0] - pos)
                     pos = read[0]
@@ -162,16 +162,32 @@ def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, 
     return published, rejected
 
 
+class ConfirmedLines:
+    """The last input line whose readings the broker has all confirmed, keeping only the lines in flight."""
+
+    def __init__(self) -> None:
+        self.waiting: collections.deque[tuple[int, int]] = collections.deque()   # (line, readings up to it)
+        self.line = 0
+
+    def add(self, line: int, handed: int, confirmed: int) -> None:
+        self.waiting.append((line, handed))
+        self.confirm(confirmed)
+
+    def confirm(self, confirmed: int) -> int:
+        while self.waiting and self.waiting[0][1] <= confirmed:
+            self.line = self.waiting.popleft()[0]
+        return self.line
+
+
 @contextlib.contextmanager
-def _resumable(pub: Any, path: str, handed: list[tuple[int, int]]) -> Iterator[None]:
+def _resumable(pub: Any, path: str, handed: ConfirmedLines) -> Iterator[None]:
     """Close the publisher; if publishing failed, say how far the broker confirmed, so the user can resume."""
     try:
         with pub:
             yield
     except HarewatchError:
         confirmed = pub.sent_readings
-        i = bisect.bisect_right([c for _, c in handed], confirmed)
-        upto = handed[i - 1][0] if i else 0
+        upto = handed.confirm(confirmed)
         click.echo(f"{path}: {confirmed} readings confirmed by the broker: every reading of lines 1-{upto}; "
                    f"resume from line {upto + 1}", err=True)
         raise
