@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence, Iterator
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from harewatch.durations import format_duration, parse_duration
 from harewatch.errors import ConfigError
 from harewatch.messages import AnomalyEvent
 from harewatch.routing.matchers import LABEL_NAME_RE, Matcher, matches_all, parse_matchers
+from harewatch.routing.inhibit import Inhibitor
 from harewatch.routing.timeintervals import TimeRange, active, parse_time_range
 from harewatch.routing.yamlpos import LDict, LList
 
@@ -128,23 +129,9 @@ class InhibitRule:
     line: int = 0
 
     def inhibits(self, target: Mapping[str, str], firing: Sequence[Mapping[str, str]]) -> Mapping[str, str] | None:
-        """The firing alert that inhibits ``target`` under this rule, if any.
-
-        As Alertmanager's inhibitor: when ``target`` matches the source side too,
-        alerts that match both sides cannot inhibit it (two such alerts would
-        otherwise silence each other).
-        """
-        if not matches_all(self.target, target):
-            return None
-        two_sided = matches_all(self.source, target)
-        for src in firing:
-            if dict(src) == dict(target):
-                continue  # an alert never inhibits itself
-            if two_sided and matches_all(self.target, src):
-                continue
-            if matches_all(self.source, src) and all(src.get(k, "") == target.get(k, "") for k in self.equal):
-                return src
-        return None
+        """The firing alert that inhibits ``target`` under this rule alone, if any (Alertmanager's semantics,
+        see :mod:`routing.inhibit`)."""
+        return Inhibitor([self], firing).inhibited_by(target)
 
 
 @dataclass
@@ -163,12 +150,13 @@ class RoutingConfig:
     def channels(self) -> set[str]:
         return {i.channel for r in self.receivers.values() for i in r.integrations}
 
+    def inhibitor(self, firing: Iterable[Mapping[str, str]]) -> Inhibitor:
+        """The inhibit rules indexed over these firing alerts' label sets."""
+        return Inhibitor(self.inhibit_rules, firing)
+
     def inhibited_by(self, labels: Mapping[str, str], firing: Sequence[Mapping[str, str]]) -> Mapping[str, str] | None:
-        for rule in self.inhibit_rules:
-            src = rule.inhibits(labels, firing)
-            if src is not None:
-                return src
-        return None
+        """The firing alert that inhibits an alert with ``labels``, if any (one-off: index, then look up)."""
+        return self.inhibitor(firing).inhibited_by(labels)
 
     def muted(self, route: Route, ts: float) -> bool:
         """True when a mute interval of the route is active, or it has active intervals and none is."""
