@@ -6,7 +6,7 @@
   file, line and field.
 - :class:`TransientError`: try again later (the broker holds the delay).
 - :class:`PermanentError`: dead-letter now, retrying cannot help.
-- :class:`BrokerUnreachable`, :class:`UnroutableMessage`: operating problems
+- :class:`BrokerUnreachable`, :class:`UnroutableMessage`, :class:`PublishNotConfirmed`: operating problems
   reported to the operator as they are (topology drift is reported by
   ``harewatch.broker.declare`` as outcomes, not raised).
 """
@@ -85,3 +85,7 @@ class UnroutableMessage(HarewatchError):
         super().__init__(message)
         self.routing_key = routing_key
         self.body = body
+
+
+class PublishNotConfirmed(HarewatchError):
+    """The broker nacked a publish, or did not confirm it in time: treat the batch as not sent."""
