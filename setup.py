@@ -38,6 +38,8 @@ setup(
         "pillow>=10",
         "aiosmtpd>=1.4",
         "google-re2>=1.1",   # Alertmanager's regex dialect (Go RE2), for every matcher
+        "orjson>=3.9",       # anomaly events (with their chart windows) parsed at the router's pace
+        "hiredis>=2.0",      # redis-py parses replies in C (the router reads thousands of alerts per flush)
     ],
     extras_require={
         "test": ["pytest>=8", "aiosmtpd>=1.4", "mypy>=1.8"],

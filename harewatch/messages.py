@@ -10,10 +10,12 @@ import enum
 import hashlib
 import json
 import math
-import uuid
 import re
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
+
+import orjson
 
 from harewatch.errors import InvalidInput
 from harewatch.times import iso, parse_ts
@@ -128,9 +130,13 @@ class AnomalyEvent:
         return f"{routing_word(self.team)}.{self.type}.{self.severity}"
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """The JSON form. Shallow (no ``asdict``): a chart window of 64 points would be deep-copied
+        for every alert of every notification."""
+        d = {name: getattr(self, name) for name in self.__dataclass_fields__}
         d["ts"] = iso(self.ts)
         d["labels"] = dict(self.labels)
+        d["model"] = dict(self.model)
+        d["window"] = dict(self.window)
         for k in ("value", "expected", "lower", "upper", "score"):
             v = d[k]
             if isinstance(v, float) and not math.isfinite(v):
@@ -150,20 +156,26 @@ class AnomalyEvent:
         for k in ("metric", "type", "ts"):
             if k not in d:
                 raise InvalidInput("missing", "missing_field", None, k)
+        labels = d.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise InvalidInput(f"labels are a JSON object, got {type(labels).__name__}", "bad_type", None, "labels")
         kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        kw.setdefault("series", fingerprint(str(d["metric"]), dict(d.get("labels") or {})))
+        kw["labels"] = {str(k): str(v) for k, v in labels.items()}
+        if "series" not in kw:
+            kw["series"] = fingerprint(str(d["metric"]), kw["labels"])
         kw.setdefault("severity", "warning")
         for k in ("value", "expected", "lower", "upper"):
             kw.setdefault(k, None)
         kw.setdefault("score", 0.0)
         kw["ts"] = parse_ts(d["ts"])
-        kw["labels"] = {str(k): str(v) for k, v in (d.get("labels") or {}).items()}
         kw["team"] = str(d.get("team") or "unowned")
         return cls(**kw)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "AnomalyEvent":
-        return cls.from_dict(json.loads(text))
+        """An event from its JSON text (orjson: an event carries a chart window, and the router parses
+        thousands a second); bad JSON raises ValueError, a bad event InvalidInput."""
+        return cls.from_dict(orjson.loads(text))
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,10 @@ class Alert:
 
     def firing(self, now: float) -> bool:
         return self.ends_at > now
+
+    def with_event(self, event: AnomalyEvent | None) -> "Alert":
+        """The same alert with ``event`` as its latest anomaly."""
+        return replace(self, anomaly=event)
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema": self.schema, "labels": dict(self.labels), "fingerprint": self.fingerprint,

@@ -3,10 +3,12 @@
 Alertmanager's dispatcher. The decisions are here; the state (alerts, groups
 with their next flush time, the notification log, silences) is kept by
 :class:`~harewatch.routing.store.RouterStore` in Redis, so a restarted (or
-another) router carries on. Broker-free: :meth:`Router.receive` takes an
-:class:`~harewatch.messages.AnomalyEvent`, :meth:`Router.tick` flushes due
-groups through a ``send`` callable that must not return before the broker
-confirmed; the Celery bootstep in :mod:`harewatch.workers.route` adapts it.
+another) router carries on. Broker-free: :meth:`Router.receive_batch` takes
+:class:`~harewatch.messages.AnomalyEvent` values (one Redis round trip per
+batch), :meth:`Router.tick` flushes every due group through a ``send``
+callable that must not return before the broker confirmed them all (a fixed
+number of round trips per flush, inhibition by index, see
+:mod:`routing.inhibit`); :mod:`harewatch.workers.route` runs both in a worker.
 Times are wall-clock seconds from an injectable clock.
 """
 from __future__ import annotations
@@ -16,14 +18,16 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 
 from harewatch.messages import Alert, AnomalyEvent, Notification, NotifiedAlert, routing_word
 from harewatch.times import iso
 from harewatch.routing.matchers import Matcher
 from harewatch.routing.silences import Silence, silenced
-from harewatch.routing.store import GroupRecord, RouterStore
+from harewatch.routing.inhibit import Inhibitor
+from harewatch.routing.store import AlertUpdate, DueGroup, GroupRecord, PendingWrite, Placement, RouterStore, Settle
 from harewatch.routing.tree import Route, RoutingConfig, alert_labels
 
 log = logging.getLogger("harewatch.router")
@@ -38,17 +42,38 @@ def alert_fingerprint(labels: Mapping[str, str]) -> str:
     return _h(json.dumps(sorted(labels.items())))
 
 
+@dataclass(frozen=True)
+class _Flush:
+    """One due group as the flush sees it: what may be reported, before the notification log is read."""
+
+    group: DueGroup
+    route: Route
+    visible: list[Alert]       # firing, neither silenced nor inhibited
+    resolved: list[Alert]
+    firing: bool               # any alert still firing, visible or not: the group lives on
+
+
+Send = Callable[[Sequence[tuple[str, Notification]]], None]
+"""Publishes notifications (routing key, notification) and returns once the broker confirmed them all."""
+
+
 class Router:
     """Alertmanager's dispatcher for one routing config: grouping, group_wait / group_interval /
-    repeat_interval, resolution, silences and inhibition. Its state is in :class:`RouterStore`."""
+    repeat_interval, resolution, silences and inhibition. Its state is in :class:`RouterStore`.
+
+    Intake (:meth:`receive_batch`) and flushing (:meth:`tick`) share nothing but Redis, so they may run
+    in different threads or processes, each with its own Router.
+    """
 
     def __init__(self, routing: RoutingConfig, redis_url: str, prefix: str = "",
                  clock: Callable[[], float] = time.time) -> None:
         self.rc = routing
         self.store = RouterStore(redis_url, prefix, clock)
-        self.r = self.store.r          # the Redis client, for the lease the router consumer holds
+        self.r = self.store.r          # the Redis client, for the lease the flusher holds
         self.clock = clock
         self.routes = {route.path: route for route, _ in routing.root.walk()}
+        self._places: dict[str, Placement] = {}          # alert fingerprint -> its routes (labels never change)
+        self._firing_labels: dict[str, Mapping[str, str]] = {}
 
     def k(self, *parts: str) -> str:
         return self.store.k(*parts)
@@ -56,21 +81,46 @@ class Router:
     # -- incoming ---------------------------------------------------------------
     def receive(self, event: AnomalyEvent, now: float | None = None) -> list[str]:
         """Record one anomaly event as (part of) an alert; returns the groups it joined."""
+        return self.receive_batch([(event, event.to_json())], now)[0]
+
+    def receive_batch(self, events: Sequence[tuple[AnomalyEvent, str | bytes]],
+                      now: float | None = None) -> list[list[str]]:
+        """Record anomaly events (each with its JSON text, stored as is) in one Redis round trip;
+        returns the groups each joined. Several events of one alert count as that many; the last wins."""
+        pending, groups = self.receive_started(events, now)
+        pending.wait()
+        return groups
+
+    def receive_started(self, events: Sequence[tuple[AnomalyEvent, str | bytes]],
+                        now: float | None = None) -> tuple[PendingWrite, list[list[str]]]:
+        """:meth:`receive_batch` without waiting for Redis: recorded once the returned write's ``wait()``
+        returned (so intake parses the next batch while Redis records this one)."""
         now = self.clock() if now is None else now
+        placed = [self._place(ev) for ev, _ in events]
+        count: dict[str, int] = {}
+        latest: dict[str, tuple[Placement, str | bytes]] = {}
+        for place, (_, raw) in zip(placed, events):
+            count[place.fingerprint] = count.get(place.fingerprint, 0) + 1
+            latest[place.fingerprint] = (place, raw)
+        updates = [AlertUpdate(place, count[fp], raw) for fp, (place, raw) in latest.items()]
+        pending = self.store.record_started(updates, now, self.rc.resolve_timeout)
+        return pending, [[g.key for g in place.groups] for place in placed]
+
+    def _place(self, event: AnomalyEvent) -> Placement:
+        """The alert an event belongs to and its groups (cached: a label set always routes the same)."""
         labels = alert_labels(event)
-        afp = alert_fingerprint(labels)
-        before = self.store.alert(afp)
-        alert = Alert(labels=labels, fingerprint=afp,
-                      starts_at=before.starts_at if before and before.firing(now) else now,   # resolved: anew
-                      ends_at=now + self.rc.resolve_timeout, last_seen=now,
-                      events=(before.events if before else 0) + 1, anomaly=event)
-        groups = [GroupRecord(_h(route.path + "|" + route.group_key(labels)),
-                              {"route": route.path, "receiver": route.receiver,
-                               "group_labels": self._group_labels(route, labels), "created": now},
-                              now + route.group_wait)
-                  for route in self.rc.match(labels)]
-        self.store.record(alert, groups)
-        return [g.key for g in groups]
+        fp = alert_fingerprint(labels)
+        place = self._places.get(fp)
+        if place is None:
+            if len(self._places) > 200_000:
+                self._places.clear()
+            place = Placement(fp, labels, tuple(
+                GroupRecord(_h(route.path + "|" + route.group_key(labels)),
+                            {"route": route.path, "receiver": route.receiver,
+                             "group_labels": self._group_labels(route, labels)}, route.group_wait)
+                for route in self.rc.match(labels)))
+            self._places[fp] = place
+        return place
 
     @staticmethod
     def _group_labels(route: Route, labels: Mapping[str, str]) -> dict[str, str]:
@@ -90,56 +140,93 @@ class Router:
         return self.store.silences.expire(sid)
 
     # -- dispatch ---------------------------------------------------------------
-    def tick(self, send: Callable[[str, Notification], None], now: float | None = None) -> int:
-        """Flush every group whose time has come; returns how many notifications were sent."""
+    def next_due(self) -> float | None:
+        """When the earliest group is due (None: no group is waiting)."""
+        return self.store.next_due()
+
+    def tick(self, send: Send, now: float | None = None) -> int:
+        """Flush every group whose time has come; returns how many notifications were sent.
+
+        A fixed number of Redis round trips whatever the number of groups: read the due groups, their
+        alerts and notification log; decide; read the events of the alerts to be reported; send every
+        notification (``send`` returns once the broker confirmed them); then log them and reschedule.
+        A crash before the log is written sends the same notifications again, with the same ids.
+        """
         now = self.clock() if now is None else now
         due = self.store.due(now)
         if not due:
             return 0
         silences = [s.parsed() for s in self.silences() if s.active(now)]
-        firing_labels = [a.labels for a in self.store.firing(now)] if self.rc.inhibit_rules else []
-        sent = 0
-        for gk in due:
-            sent += self._flush(gk, now, send, silences, firing_labels)
-        return sent
-
-    def _flush(self, gk: str, now: float, send: Callable[[str, Notification], None], silences: list[list[Matcher]],
-               firing_labels: list[Mapping[str, str]]) -> int:
-        group = self.store.group(gk)
-        route = self.routes.get(group["route"]) if group else None
-        if group is None or route is None:   # config changed under it: drop the stale group
-            self.store.unschedule(gk)
-            return 0
-        alerts = self.store.members(gk)
-        firing = [a for a in alerts if a.firing(now)]
-        resolved = [a for a in alerts if not a.firing(now)]
-        visible_firing = [a for a in firing if not silenced(a.labels, silences) and not (
-            self.rc.inhibit_rules and self.rc.inhibited_by(a.labels, firing_labels) is not None)]
-        receiver = self.rc.receivers[route.receiver]
-        sent = 0
-        if not self.rc.muted(route, now):
+        inhibitor = self._inhibitor(now) if self.rc.inhibit_rules else None
+        flushes: list[_Flush] = []
+        for group in self.store.load_due(due):
+            route = self.routes.get(group.doc["route"]) if group.doc else None
+            if group.doc is None or route is None:   # config changed under it: drop the stale group
+                self.store.unschedule(group.key)
+                continue
+            flushes.append(self._decide(group, route, now, silences, inhibitor))
+        logs = self.store.last_sent([(f.group.key, f.route.receiver, integ.key) for f in flushes
+                                     for integ in self.rc.receivers[f.route.receiver].integrations])
+        plans = []
+        for f in flushes:
+            receiver = self.rc.receivers[f.route.receiver]
+            if self.rc.muted(f.route, now):
+                continue
             for integ in receiver.integrations:
-                last = self.store.last_sent(gk, receiver.name, integ.key)
-                fset = sorted(a.fingerprint for a in visible_firing)
-                rset = sorted(a.fingerprint for a in resolved) if integ.send_resolved else []
-                new_resolved = [x for x in rset if x in set(last.get("firing", []))]
-                changed = fset != last.get("firing", []) and bool(fset)
-                repeat_due = bool(fset) and now - last.get("sent_at", 0) >= route.repeat_interval
-                if not (changed or repeat_due or new_resolved):
-                    continue
-                seq = last.get("seq", 0) + 1 if fset == last.get("firing") else 0   # a repeat is a new message
-                note = self._notification(gk, group, route, receiver.name, integ, visible_firing,
-                                          [a for a in resolved if a.fingerprint in new_resolved], now, seq)
-                send(self._routing_key(integ.channel, visible_firing or resolved), note)
-                self.store.sent(gk, receiver.name, integ.key, {"firing": fset, "sent_at": now, "id": note.id,
-                                                                "seq": seq}, max(route.repeat_interval * 2, 86400))
-                sent += 1
+                decision = self._integration(f, integ, logs[(f.group.key, receiver.name, integ.key)], now)
+                if decision is not None:
+                    plans.append((f, integ, *decision))
+        with_events = {a.fingerprint: a for a in self.store.events(
+            {a.fingerprint: a for p in plans for a in (*p[2], *p[3])}.values())}
+        notes: list[tuple[str, Notification]] = []
+        sent_by_group: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = {f.group.key: {} for f in flushes}
+        for f, integ, firing, resolved, fset, seq in plans:
+            note = self._notification(f.group.key, f.group.doc or {}, f.route, f.route.receiver, integ,
+                                      [with_events[a.fingerprint] for a in firing],
+                                      [with_events[a.fingerprint] for a in resolved], now, seq)
+            notes.append((self._routing_key(integ.channel, firing or resolved), note))
+            sent_by_group[f.group.key][(f.route.receiver, integ.key)] = {
+                "firing": fset, "sent_at": now, "id": note.id, "seq": seq}
+        if notes:
+            send(notes)
         # next flush, or forget a group whose alerts all resolved and were reported
-        if firing:
-            self.store.reschedule(gk, now + route.group_interval)
-        else:
-            self.store.retire(gk, resolved)
-        return sent
+        self.store.settle([Settle(f.group.key, sent_by_group[f.group.key], max(f.route.repeat_interval * 2, 86400),
+                                  [] if f.firing else [a.fingerprint for a in f.resolved], f.group.gone,
+                                  now + f.route.group_interval) for f in flushes], now)
+        return len(notes)
+
+    def _inhibitor(self, now: float) -> Inhibitor:
+        """The inhibit rules over the alerts firing now (label sets cached: a fingerprint's never change)."""
+        fps = self.store.firing_fingerprints(now)
+        known = self._firing_labels
+        missing = [fp for fp in fps if fp not in known]
+        for a in self.store.alerts(missing):
+            known[a.fingerprint] = a.labels
+        self._firing_labels = {fp: known[fp] for fp in fps if fp in known}
+        return self.rc.inhibitor(self._firing_labels.values())
+
+    def _decide(self, group: DueGroup, route: Route, now: float, silences: list[list[Matcher]],
+                inhibitor: Inhibitor | None) -> _Flush:
+        firing = [a for a in group.alerts if a.firing(now)]
+        resolved = [a for a in group.alerts if not a.firing(now)]
+        visible = [a for a in firing if not silenced(a.labels, silences)
+                   and not (inhibitor is not None and inhibitor.inhibited_by(a.labels) is not None)]
+        return _Flush(group, route, visible, resolved, bool(firing))
+
+    def _integration(self, f: _Flush, integ: Any, last: Mapping[str, Any], now: float
+                     ) -> tuple[list[Alert], list[Alert], list[str], int] | None:
+        """Whether this integration is notified now, and with what: (firing, resolved, fingerprints, seq)."""
+        visible, resolved = f.visible, f.resolved
+        fset = sorted(a.fingerprint for a in visible)
+        last_firing = list(last.get("firing", []))
+        rset = sorted(a.fingerprint for a in resolved) if integ.send_resolved else []
+        new_resolved = set(rset) & set(last_firing)
+        changed = fset != last_firing and bool(fset)
+        repeat_due = bool(fset) and now - float(last.get("sent_at", 0)) >= f.route.repeat_interval
+        if not (changed or repeat_due or new_resolved):
+            return None
+        seq = int(last.get("seq", 0)) + 1 if fset == last_firing else 0   # a repeat is a new message
+        return visible, [a for a in resolved if a.fingerprint in new_resolved], fset, seq
 
     @staticmethod
     def _routing_key(channel: str, alerts: list[Alert]) -> str:
@@ -149,7 +236,7 @@ class Router:
         lab = top.labels if top else {}
         return f"{channel}.{word(lab.get('team', 'unowned'))}.{word(lab.get('type', ''))}.{word(lab.get('severity', ''))}"
 
-    def _notification(self, gk: str, group: dict[str, Any], route: Route, receiver: str, integ: Any,
+    def _notification(self, gk: str, group: Mapping[str, Any], route: Route, receiver: str, integ: Any,
                       firing: list[Alert], resolved: list[Alert], now: float, seq: int = 0) -> Notification:
         alerts = [(a, "firing") for a in firing] + [(a, "resolved") for a in resolved]
         all_labels = [a.labels for a, _ in alerts]

@@ -90,9 +90,9 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
     from harewatch.workers import health, tasks  # noqa: F401
     from harewatch.workers.detect import DetectConsumer
     from harewatch.workers.notify import task as _notify_task  # noqa: F401
-    from harewatch.workers.route import RouteConsumer
+    from harewatch.workers.route import RouterService
     app.steps["consumer"].add(DetectConsumer)
-    app.steps["consumer"].add(RouteConsumer)
+    app.steps["worker"].add(RouterService)
     for opt in (click.Option(["--detect"], default=None,
                              help="harewatch: consume these metrics' detect queues (comma list, 'all', 'default')."),
                 click.Option(["--route"], is_flag=True, default=False,

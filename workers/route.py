@@ -1,32 +1,42 @@
-"""The router consumer: a Celery consumer bootstep on ``alerts.route`` (``--route``).
+"""The router in a Celery worker (``--route``): intake and flushing in two threads of their own.
 
-Anomaly events are recorded in Redis and acked; a one-second timer flushes
-due groups (one router at a time holds a Redis lease to do so) and publishes
-each notification as a ``harewatch.notify`` Celery task message to the
-``alerts`` exchange with key ``<channel>.<team>.<type>.<severity>``, with
-publisher confirms, before the notification log records it.  A message that
-is not an anomaly event is rejected and so dead-lettered to
-``alerts.route.dlq``.
+Intake consumes ``alerts.route`` in batches (:class:`~harewatch.broker.consume.BatchConsumer`): up to
+500 anomaly events are parsed, recorded in Redis in two round trips, then acknowledged with one
+``basic.ack`` (multiple). A message that is not an anomaly event is rejected, so the queue
+dead-letters it to ``alerts.route.dlq``; a Redis failure acknowledges nothing, and the batch comes
+back after a reconnect.
+
+The flusher, on its own thread and connections, wakes when the earliest group is due (at least
+every half second), holds a Redis lease so one router at a time flushes, and publishes the
+notifications of all due groups at once as ``harewatch.notify`` Celery task messages to the ``alerts``
+exchange (key ``<channel>.<team>.<type>.<severity>``), waiting for every publisher confirm before
+the notification log records them. So a flush, however large, never holds up intake.
 """
 from __future__ import annotations
 
-import functools
 import logging
+import os
+import threading
+import time
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
-import redis
-from kombu import Consumer
+import orjson
+from celery import bootsteps
 
+from harewatch.broker.consume import BatchConsumer, Delivery, run_in_thread
+from harewatch.broker.publish import ConfirmedPublisher, OutMessage
 from harewatch.errors import InvalidInput
 from harewatch.messages import AnomalyEvent, Notification
-from harewatch.workers import runtime
 from harewatch.routing.dispatch import Router
-from harewatch.workers.steps import TimedConsumerStep
+from harewatch.routing.store import PendingWrite
+from harewatch.settings import Settings
+from harewatch.workers import runtime
 
 log = logging.getLogger("harewatch.route")
-TICK = 1.0
 LEASE_MS = 5000
+MAX_SLEEP = 0.5           # the flusher looks for due groups at least this often (seconds)
+PREFETCH, MAX_BATCH, MAX_WAIT = 2000, 500, 0.02
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
@@ -34,59 +44,182 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 """
 
 
+def notification_message(app: Any, routing_key: str, note: Notification) -> OutMessage:
+    """A notification as the ``harewatch.notify`` Celery task message (protocol 2, JSON) to the alerts
+    exchange, with the notification id as task id, so a redelivery or a repeated flush is recognisable."""
+    kwargs = {"notification": note.to_dict()}
+    # argsrepr/kwargsrepr given: Celery's own would saferepr the whole notification (10 ms for 30 KB)
+    headers, properties, body, _ = app.amqp.as_task_v2(note.id, "harewatch.notify", kwargs=kwargs, argsrepr="()",
+                                                       kwargsrepr=f"{{'notification': '{note.id}'}}")
+    return OutMessage(runtime.names().alerts, routing_key, orjson.dumps(list(body)),
+                      {**properties, "headers": headers, "content_type": "application/json",
+                       "content_encoding": "utf-8", "delivery_mode": 2})
+
+
 def send_notification(app: Any, routing_key: str, note: Notification) -> None:
-    """Publish one notification task to the alerts exchange, confirmed, with the notification id as task id."""
-    names = runtime.names()
-    app.send_task("harewatch.notify", kwargs={"notification": note.to_dict()}, task_id=note.id,
-                  exchange=names.alerts, routing_key=routing_key, retry=True,
-                  retry_policy={"max_retries": 5, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 3})
+    """Publish one notification task (confirmed), on a connection of its own: for one-off sends."""
+    pub = ConfirmedPublisher(runtime.settings())
+    try:
+        pub.publish([notification_message(app, routing_key, note)])
+    finally:
+        pub.close()
 
 
-class RouteConsumer(TimedConsumerStep):
+class Intake:
+    """Batches of ``alerts.route`` deliveries into the router's state; acked once recorded.
+
+    One batch is in flight in Redis while the next is parsed: a batch is acknowledged when its write
+    returned, before the next write is sent, so acks stay in delivery order."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.taken = 0
+        self.pending: tuple[PendingWrite, int, int] | None = None    # write, last tag, events
+
+    def on_batch(self, consumer: BatchConsumer, batch: list[Delivery]) -> None:
+        events: list[tuple[AnomalyEvent, bytes]] = []
+        last = 0       # the last accepted delivery (acking a rejected tag, even with multiple, is an error)
+        for d in batch:
+            try:
+                events.append((AnomalyEvent.from_json(d.body), d.body))
+                last = d.tag
+            except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, it is not an anomaly event
+                log.warning("rejecting message on %s: %s", d.queue, exc if isinstance(exc, InvalidInput)
+                            else f"not an anomaly event ({type(exc).__name__}: {exc})")
+                consumer.reject(d.tag)    # dead-lettered to alerts.route.dlq
+        self.settle(consumer)
+        if events:
+            pending, _ = self.router.receive_started(events)
+            self.pending = (pending, last, len(events))
+
+    def settle(self, consumer: BatchConsumer) -> None:
+        """Wait for the write in flight and acknowledge its batch (a Redis failure raises: nothing acked)."""
+        if self.pending is None:
+            return
+        pending, tag, n = self.pending
+        self.pending = None
+        pending.wait()
+        consumer.ack_through(tag)
+        self.taken += n
+
+    def on_tick(self, consumer: BatchConsumer) -> None:
+        self.settle(consumer)
+
+    def on_reset(self) -> None:
+        if self.pending is not None:
+            self.pending[0].abandon()     # its batch goes back to the queue unacknowledged
+            self.pending = None
+
+
+class Flusher:
+    """Flushes due groups while it holds the router lease; sleeps until the next group is due."""
+
+    def __init__(self, router: Router, app: Any) -> None:
+        self.router = router
+        self.app = app
+        self.publisher = ConfirmedPublisher(runtime.settings())
+        self.token = uuid.uuid4().hex
+        self.stopping = threading.Event()
+        self.sent = 0
+
+    def send(self, notes: Sequence[tuple[str, Notification]]) -> None:
+        self.publisher.publish([notification_message(self.app, key, note) for key, note in notes])
+
+    def run(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            wait = MAX_SLEEP
+            try:
+                if self.router.r.eval(_RENEW, 1, self.router.k("leader"), self.token, LEASE_MS):
+                    self.sent += self.router.tick(self.send)
+                    nxt = self.router.next_due()
+                    if nxt is not None:
+                        wait = min(MAX_SLEEP, max(0.0, nxt - time.time()))
+                else:
+                    wait = 1.0        # another router flushes; take over if its lease lapses
+                failures = 0
+            except Exception:  # noqa: BLE001 - the next round tries again; nothing was logged as sent
+                failures += 1
+                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+                log.exception("router flush failed; trying again in %.1fs", wait)
+            self.stopping.wait(wait)
+        self.publisher.close()
+
+
+def run_flusher(settings: Settings, worker_pid: int) -> None:
+    """The flusher in a process of its own (its own GIL, so a large flush takes nothing from intake).
+    SIGTERM stops it after the flush in progress; it also stops when the worker that started it is gone
+    (even killed with SIGKILL)."""
+    import signal
+
+    from harewatch.logs import setup_logging
+    from harewatch.workers.celery_app import create_app
+
+    runtime.use(settings)
+    setup_logging(settings)
+    cfg = runtime.config()
+    flusher = Flusher(Router(cfg.routing, settings.redis_url, settings.prefix), create_app(settings, cfg))
+    signal.signal(signal.SIGTERM, lambda *_: flusher.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: flusher.stopping.set())
+
+    def watch() -> None:
+        while not flusher.stopping.wait(0.5):
+            if os.getppid() != worker_pid:
+                flusher.stopping.set()
+
+    threading.Thread(target=watch, name="harewatch-flusher-watch", daemon=True).start()
+    flusher.run()
+
+
+class RouterService(bootsteps.StartStopStep):
+    """``--route``: the router's intake thread and flusher process, started and stopped with the worker."""
+
     name = "harewatch.route"
-    interval = TICK
 
     def __init__(self, parent: Any, route: bool = False, **kwargs: Any) -> None:
-        self.app = parent.app
         self.enabled = bool(route)
-        self.router: Router | None = None
-        self.token = uuid.uuid4().hex
+        self.app = parent.app
+        self.consumer: BatchConsumer | None = None
+        self.intake: threading.Thread | None = None
+        self.flusher: Any = None
         super().__init__(parent, **kwargs)
 
-    def get_consumers(self, channel: Any) -> list[Consumer]:
-        from harewatch.broker.topology import topology_from_config
-        cfg = runtime.config()
-        s = runtime.settings()
-        if self.router is None:
-            self.router = Router(cfg.routing, s.redis_url, s.prefix)
-        q = topology_from_config(cfg, s.prefix).queue(runtime.names().alerts_route)
-        log.info("router consuming %s", q.name)
-        return [Consumer(channel, queues=[q], on_message=self.on_message, prefetch_count=100, no_ack=False)]
+    def start(self, parent: Any) -> None:
+        import multiprocessing
 
-    def on_message(self, message: Any) -> None:
-        assert self.router is not None
-        try:
-            event = AnomalyEvent.from_json(message.body)
-        except (ValueError, TypeError, InvalidInput) as exc:
-            log.warning("rejecting message on alerts.route: %s", exc)
-            message.reject(requeue=False)   # dead-lettered to alerts.route.dlq
-            return
-        try:
-            self.router.receive(event)
-        except redis.RedisError as exc:
-            log.warning("Redis unavailable, event requeued: %s", exc)
-            message.requeue()
-            return
-        message.ack()
+        from harewatch.broker.connection import pika_parameters
 
-    def on_tick(self) -> None:
-        if self.router is None:
-            return
-        try:
-            r = self.router.r
-            if not r.eval(_RENEW, 1, self.router.k("leader"), self.token, LEASE_MS):
-                return   # another router flushes
-            self.router.tick(functools.partial(send_notification, self.app))
-        except Exception:  # noqa: BLE001 - the next tick tries again; nothing was recorded as sent
-            log.exception("router tick failed")
+        settings, cfg = runtime.settings(), runtime.config()
+        queue = runtime.names().alerts_route
+        self.consumer = BatchConsumer(lambda: pika_parameters(settings), [queue],
+                                      Intake(Router(cfg.routing, settings.redis_url, settings.prefix)),
+                                      prefetch=PREFETCH, max_batch=MAX_BATCH, max_wait=MAX_WAIT, name="router",
+                                      on_connect=lambda: declare_queue(queue))
+        self.intake = run_in_thread(self.consumer)
+        ctx = multiprocessing.get_context("spawn")     # never fork a threaded worker
+        self.flusher = ctx.Process(target=run_flusher, args=(settings, os.getpid()), name="harewatch-flusher",
+                                   daemon=True)
+        self.flusher.start()
 
+    def stop(self, parent: Any) -> None:
+        if self.consumer is not None:
+            self.consumer.stop()
+        if self.flusher is not None and self.flusher.is_alive():
+            self.flusher.terminate()          # SIGTERM: it finishes the flush in progress
+        if self.intake is not None:
+            self.intake.join(30)
+        if self.flusher is not None:
+            self.flusher.join(30)
+            if self.flusher.is_alive():
+                self.flusher.kill()
+        self.intake = self.flusher = None
+
+
+def declare_queue(name: str) -> None:
+    """Declare one queue of the topology (and its bindings) exactly as the topology has it."""
+    from harewatch.broker.connection import kombu_connection
+    from harewatch.broker.topology import topology_from_config
+
+    q = topology_from_config(runtime.config(), runtime.settings().prefix).queue(name)
+    with kombu_connection(runtime.settings()) as conn:
+        q(conn.default_channel).declare()

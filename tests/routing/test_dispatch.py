@@ -59,8 +59,8 @@ class Outbox:
     def __init__(self):
         self.sent = []
 
-    def __call__(self, key, note):
-        self.sent.append((key, note.to_dict()))
+    def __call__(self, notes):
+        self.sent.extend((key, note.to_dict()) for key, note in notes)
 
     def take(self):
         out, self.sent = self.sent, []
@@ -147,6 +147,29 @@ def test_inhibition(router):
     hosts = sorted((a["labels"]["host"], a["labels"]["severity"]) for _, n in out.take() for a in n["alerts"])
     assert ("web-1", "warning") not in hosts
     assert ("web-1", "critical") in hosts and ("web-2", "warning") in hosts
+
+
+def test_a_batch_notifies_exactly_as_its_events_one_by_one(router, redis_db):
+    """Batched intake is an optimisation only: the same events, taken in one by one or as one batch
+    (repeats of one alert among them), give the same notifications, ids, counts and content."""
+    events = [event(f"web-{i % 7}", team=("payments", "search")[i % 2], severity=("warning", "critical")[i % 3 == 0],
+                    typ=("spike", "dip")[i % 5 == 0]) for i in range(60)]
+    batched = Router(router.rc, redis_db, prefix=f"rt{uuid.uuid4().hex[:6]}.")
+    one, many = Outbox(), Outbox()
+    try:
+        for ev in events:
+            router.receive(ev, now=T0)
+        batched.receive_batch([(ev, ev.to_json()) for ev in events], now=T0)
+        for t in (T0 + 30, T0 + 400, T0 + 2000):     # first flush, a change, resolution
+            for ev in events[:10]:
+                router.receive(ev, now=t - 1)
+            batched.receive_batch([(ev, ev.to_json()) for ev in events[:10]], now=t - 1)
+            assert router.tick(one, now=t) == batched.tick(many, now=t)
+        assert len(one.sent) > 4
+        assert sorted(one.take(), key=lambda kn: kn[1]["id"]) == sorted(many.take(), key=lambda kn: kn[1]["id"])
+        assert router.store.events_total() == batched.store.events_total() == 90
+    finally:
+        batched.clear()
 
 
 def test_restart_keeps_pending_groups_and_does_not_resend(router, redis_db):
