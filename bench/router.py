@@ -17,8 +17,9 @@ carrying a 64-point chart window as the detector sends it.
 3. Alertmanager (when ``prometheus-alertmanager`` is installed): the same alerts
    POSTed to /api/v2/alerts, 100 per request, on one connection.
 4. storm: with the router running and group_wait 2s, 2,000 new alerts across 200
-   groups are published at once; for each group, the time from its first event's
-   publish to its first notification on ``notify.webhook`` (bar: group_wait + 1 s).
+   groups are published as fast as confirms allow (100 in flight); for each group,
+   the time from the start of the publish of its first event to its first
+   notification on ``notify.webhook`` (bar: group_wait + 1 s).
 
 Prints one table. Uses its own vhost and Redis prefix, removed afterwards.
 """
@@ -58,13 +59,16 @@ from harewatch.times import iso
 
 ROOT = Path(__file__).resolve().parent.parent
 TEAMS, METRICS, HOSTS = 20, 5, 20
+GROUP_INTERVAL = 5
+BARE = "bare pika consumer (quorum queue, prefetch 2000)"
+AM = "Alertmanager, HTTP, 100 alerts per POST, one connection"
 
 
 # -- the workload ---------------------------------------------------------------------------
 def routing_yaml(sink: str, group_wait: str, teams: int = TEAMS) -> str:
     """Alertmanager's routing sections, valid for both Alertmanager and harewatch."""
     lines = ["global: {resolve_timeout: 5m}", "route:", "  receiver: default", "  group_by: [team, alertname]",
-             f"  group_wait: {group_wait}", "  group_interval: 5s", "  repeat_interval: 4h", "  routes:"]
+             f"  group_wait: {group_wait}", f"  group_interval: {GROUP_INTERVAL}s", "  repeat_interval: 4h", "  routes:"]
     for t in range(teams):
         lines += [f"    - matchers: ['team=\"t{t:02d}\"']", f"      receiver: t{t:02d}-hook", "      routes:",
                   "        - matchers: ['severity=\"critical\"']", f"          receiver: t{t:02d}-pager",
@@ -200,28 +204,48 @@ def stop(p: subprocess.Popen) -> None:
             p.wait()
 
 
-def router_drain(settings: Settings, bodies: list[tuple[dict, bytes]], store: RouterStore) -> float:
-    """Events/s one router takes in from a preloaded alerts.route, start-up excluded."""
+def router_drain(settings: Settings, bodies: list[tuple[dict, bytes]], store: RouterStore,
+                 notified: dict[str, Any] | None = None) -> float:
+    """Events/s one router takes in from a preloaded alerts.route, start-up excluded. With ``notified``,
+    the router then runs one group_interval more, and the last notification of each group is kept."""
     store.clear()
     names = Names(settings.prefix)
+    conn = pika.BlockingConnection(pika_parameters(settings))
+    ch = conn.channel()
+    for chan in ("webhook", "pagerduty"):
+        ch.queue_purge(names.notify_queue(chan))
     preload(settings, names.anomalies, lambda lab: f"{lab['team']}.{lab['type']}.{lab['severity']}", bodies)
     p = start_router(settings, "bench-router.log")
     try:
         n = len(bodies)
         first = t_first = 0.0
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
+        rate = None
+        while time.monotonic() < deadline and rate is None:
             got = store.events_total()
             now = time.perf_counter()
             if got and not first:
                 first, t_first = got, now
             if got >= n:
-                return (n - first) / (now - t_first)
+                rate = (n - first) / (now - t_first)
             if p.poll() is not None:
                 raise SystemExit(f"the router exited with {p.returncode} (log: .pytest_cache/bench-router.log)")
             time.sleep(0.01)
-        raise SystemExit(f"the router took in {store.events_total()} of {n} events in 300 s")
+        if rate is None:
+            raise SystemExit(f"the router took in {store.events_total()} of {n} events in 300 s")
+        if notified is not None:
+            time.sleep(GROUP_INTERVAL + 2)        # the groups' last flush after the drain
+            for chan in ("webhook", "pagerduty"):
+                for method, _props, body in ch.consume(names.notify_queue(chan), auto_ack=True,
+                                                       inactivity_timeout=0.5):
+                    if method is None:
+                        break
+                    note = json.loads(body)[1]["notification"]
+                    notified[note["group_key"] + "|" + note["receiver"]] = note
+                ch.cancel()
+        return rate
     finally:
+        conn.close()
         stop(p)
 
 
@@ -243,13 +267,15 @@ def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[li
         first_pub: dict[tuple[str, str], float] = {}
         pub = ConfirmedPublisher(settings)
         t0 = time.time()
-        pub.publish([OutMessage(names.anomalies, f"{lab['team']}.{lab['type']}.{lab['severity']}", body,
-                                {"content_type": "application/json"}) for lab, body in bodies])
+        for i in range(0, len(bodies), 100):     # 100 in flight at a time; a group's clock starts with its chunk
+            chunk = bodies[i:i + 100]
+            started = time.time()
+            pub.publish([OutMessage(names.anomalies, f"{lab['team']}.{lab['type']}.{lab['severity']}", body,
+                                    {"content_type": "application/json"}) for lab, body in chunk])
+            for lab, _ in chunk:
+                first_pub.setdefault((lab["team"], lab["metric"]), started)
         pub.close()
         published = time.time() - t0
-        # the whole storm is confirmed within t0..now: its first events were published at t0 at the latest
-        for lab, _ in bodies:
-            first_pub.setdefault((lab["team"], lab["metric"]), t0)
         latency: dict[tuple[str, str], float] = {}
         intake_done = None
         end = time.monotonic() + group_wait + 30
@@ -329,6 +355,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--storm-only", action="store_true", help="only the storm (group_wait latency)")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each drain (medians are printed)")
     args = ap.parse_args()
     base = load_settings()
     mgmt = Management(base.management_url)
@@ -341,20 +368,27 @@ def main() -> None:
     url = base.amqp_url.rsplit("/", 1)[0] + "/" + vhost
     prefix = f"bench{uuid.uuid4().hex[:4]}."
     bodies = workload(args.events, TEAMS, METRICS, HOSTS)
-    rows: list[tuple[str, float]] = []
+    notified: dict[str, Any] = {}
     try:
         settings = None
         drains = (("group_wait 1s (flushing during the drain)", "1s"), ("group_wait 10m (no flushing)", "10m"))
-        for label, gw in drains if not args.storm_only else ():
-            cfg = tmp / f"routes-{gw}.yaml"
-            cfg.write_text("channels: [webhook, pagerduty]\n" + routing_yaml(sink, gw))
-            settings = base.with_overrides(amqp_url=url, prefix=prefix, config=str(cfg))
-            declare(topology_from_config(load_full_config(settings.config), settings.prefix), settings)
-            store = RouterStore(settings.redis_url, settings.prefix, time.time)
-            if not rows:
-                rows.append(("bare pika consumer (quorum queue, prefetch 2000)", bare_drain(settings, bodies)))
-            rows.append((f"harewatch worker --route, {label}", router_drain(settings, bodies, store)))
-        am = alertmanager(bodies, sink) if not args.storm_only else None
+        runs: dict[str, list[float]] = {}
+        for rep in range(args.repeat if not args.storm_only else 0):   # interleaved: the machine is shared
+            for label, gw in drains:
+                cfg = tmp / f"routes-{gw}.yaml"
+                cfg.write_text("channels: [webhook, pagerduty]\n" + routing_yaml(sink, gw))
+                settings = base.with_overrides(amqp_url=url, prefix=prefix, config=str(cfg))
+                declare(topology_from_config(load_full_config(settings.config), settings.prefix), settings)
+                store = RouterStore(settings.redis_url, settings.prefix, time.time)
+                if gw == "1s":
+                    runs.setdefault(BARE, []).append(bare_drain(settings, bodies))
+                runs.setdefault(f"harewatch worker --route, {label}", []).append(
+                    router_drain(settings, bodies, store, notified if gw == "1s" and rep == 0 else None))
+            rate = alertmanager(bodies, sink)
+            if rate is not None:
+                runs.setdefault(AM, []).append(rate)
+        rows = [(name, statistics.median(v), min(v), max(v)) for name, v in runs.items()]
+        am = statistics.median(runs[AM]) if AM in runs else None
         cfg = tmp / "routes-storm.yaml"
         cfg.write_text("channels: [webhook, pagerduty]\n" + routing_yaml(sink, "2s"))
         settings = base.with_overrides(amqp_url=url, prefix=prefix, config=str(cfg))
@@ -362,15 +396,22 @@ def main() -> None:
         store = RouterStore(settings.redis_url, settings.prefix, time.time)
         lat, groups = storm(settings, store, 2.0)
         store.clear()
-        bare = rows[0][1] if rows else float("nan")
+        bare = statistics.median(runs[BARE]) if BARE in runs else float("nan")
         print(f"router benchmark: {args.events:,} anomaly events over {TEAMS * METRICS * HOSTS:,} alerts, "
               f"{TEAMS} teams, one inhibition rule; one router on this {os.cpu_count()}-core machine")
         print()
-        print(f"{'':58} {'events/s':>9} {'vs bare':>8} {'vs AM':>6}")
-        for name, rate in rows + ([("Alertmanager, HTTP, 100 alerts per POST, one connection", am)] if am else []):
-            print(f"{name:58} {rate:>9,.0f} {rate / bare:>8.2f} {rate / am if am else float('nan'):>6.2f}")
+        print(f"{'median of ' + str(args.repeat) + ' runs (min - max)':58} {'events/s':>9} {'min - max':>15} "
+              f"{'vs bare':>8} {'vs AM':>6}")
+        for name, rate, lo, hi in rows:
+            print(f"{name:58} {rate:>9,.0f} {f'{lo:,.0f} - {hi:,.0f}':>15} {rate / bare:>8.2f} "
+                  f"{rate / am if am else float('nan'):>6.2f}")
         if not am:
             print("(prometheus-alertmanager is not installed: no Alertmanager row)")
+        hooks = [n for n in notified.values() if n["channel"] == "webhook"]
+        pages = [n for n in notified.values() if n["channel"] == "pagerduty"]
+        print(f"notifications (group_wait 1s, last of each group): {len(hooks)} webhook groups, firing alerts "
+              f"per payload {sorted({n['firing'] for n in hooks})} (20 per group, 4 inhibited); "
+              f"{len(pages)} PagerDuty groups, {sorted({n['firing'] for n in pages})} each")
         print()
         if lat:
             print(f"storm: 2,000 new alerts in {groups} groups, group_wait 2s: first notification of "

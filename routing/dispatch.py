@@ -32,6 +32,7 @@ from harewatch.routing.tree import Route, RoutingConfig, alert_labels
 
 log = logging.getLogger("harewatch.router")
 MAX_ALERTS_PER_NOTIFICATION = 50
+FLUSH_CHUNK = 50          # groups decided and sent together (a storm's first groups go out first)
 
 
 def _h(text: str) -> str:
@@ -72,7 +73,7 @@ class Router:
         self.r = self.store.r          # the Redis client, for the lease the flusher holds
         self.clock = clock
         self.routes = {route.path: route for route, _ in routing.root.walk()}
-        self._places: dict[str, Placement] = {}          # alert fingerprint -> its routes (labels never change)
+        self._places: dict[tuple[Any, ...], Placement] = {}   # what an event's alert is and where it goes
         self._firing_labels: dict[str, Mapping[str, str]] = {}
 
     def k(self, *parts: str) -> str:
@@ -108,18 +109,19 @@ class Router:
 
     def _place(self, event: AnomalyEvent) -> Placement:
         """The alert an event belongs to and its groups (cached: a label set always routes the same)."""
-        labels = alert_labels(event)
-        fp = alert_fingerprint(labels)
-        place = self._places.get(fp)
+        key = (event.metric, event.type, event.severity, event.team, frozenset(event.labels.items()))
+        place = self._places.get(key)
         if place is None:
             if len(self._places) > 200_000:
                 self._places.clear()
+            labels = alert_labels(event)
+            fp = alert_fingerprint(labels)
             place = Placement(fp, labels, tuple(
                 GroupRecord(_h(route.path + "|" + route.group_key(labels)),
                             {"route": route.path, "receiver": route.receiver,
                              "group_labels": self._group_labels(route, labels)}, route.group_wait)
                 for route in self.rc.match(labels)))
-            self._places[fp] = place
+            self._places[key] = place
         return place
 
     @staticmethod
@@ -145,19 +147,25 @@ class Router:
         return self.store.next_due()
 
     def tick(self, send: Send, now: float | None = None) -> int:
-        """Flush every group whose time has come; returns how many notifications were sent.
+        """Flush every group whose time has come, the longest due first, in chunks of
+        :data:`FLUSH_CHUNK` groups; returns how many notifications were sent.
 
-        A fixed number of Redis round trips whatever the number of groups: read the due groups, their
+        A fixed number of Redis round trips per chunk whatever its size: read the due groups, their
         alerts and notification log; decide; read the events of the alerts to be reported; send every
         notification (``send`` returns once the broker confirmed them); then log them and reschedule.
         A crash before the log is written sends the same notifications again, with the same ids.
         """
         now = self.clock() if now is None else now
-        due = self.store.due(now)
+        due = self.store.due(now)             # earliest first
         if not due:
             return 0
         silences = [s.parsed() for s in self.silences() if s.active(now)]
         inhibitor = self._inhibitor(now) if self.rc.inhibit_rules else None
+        return sum(self._flush(due[i:i + FLUSH_CHUNK], send, now, silences, inhibitor)
+                   for i in range(0, len(due), FLUSH_CHUNK))
+
+    def _flush(self, due: list[str], send: Send, now: float, silences: list[list[Matcher]],
+               inhibitor: Inhibitor | None) -> int:
         flushes: list[_Flush] = []
         for group in self.store.load_due(due):
             route = self.routes.get(group.doc["route"]) if group.doc else None

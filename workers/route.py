@@ -1,13 +1,14 @@
-"""The router in a Celery worker (``--route``): intake and flushing in two threads of their own.
+"""The router in a Celery worker (``--route``): intake in a thread, flushing in a process of its own.
 
 Intake consumes ``alerts.route`` in batches (:class:`~harewatch.broker.consume.BatchConsumer`): up to
-500 anomaly events are parsed, recorded in Redis in two round trips, then acknowledged with one
-``basic.ack`` (multiple). A message that is not an anomaly event is rejected, so the queue
-dead-letters it to ``alerts.route.dlq``; a Redis failure acknowledges nothing, and the batch comes
-back after a reconnect.
+1,000 anomaly events are parsed and merged into Redis by one script call, which runs while the next
+batch is parsed, then acknowledged with one ``basic.ack`` (multiple). A message that is not an
+anomaly event is rejected, so the queue dead-letters it to ``alerts.route.dlq``; a Redis failure
+acknowledges nothing, and the batch comes back after a reconnect.
 
-The flusher, on its own thread and connections, wakes when the earliest group is due (at least
-every half second), holds a Redis lease so one router at a time flushes, and publishes the
+The flusher, in a process of its own (its own GIL and connections), wakes when the earliest group
+is due (at least every half second), holds a Redis lease so one router at a time flushes, and
+publishes the
 notifications of all due groups at once as ``harewatch.notify`` Celery task messages to the ``alerts``
 exchange (key ``<channel>.<team>.<type>.<severity>``), waiting for every publisher confirm before
 the notification log records them. So a flush, however large, never holds up intake.
@@ -36,7 +37,7 @@ from harewatch.workers import runtime
 log = logging.getLogger("harewatch.route")
 LEASE_MS = 5000
 MAX_SLEEP = 0.5           # the flusher looks for due groups at least this often (seconds)
-PREFETCH, MAX_BATCH, MAX_WAIT = 2000, 500, 0.02
+PREFETCH, MAX_BATCH, MAX_WAIT = 4000, 1000, 0.02
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
