@@ -18,6 +18,8 @@ import re
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
+import orjson
+
 from harewatch.errors import InvalidInput
 from harewatch.messages import Reading, check_labels, check_metric, check_value, parse_json_reading
 from harewatch.times import check_ts_bounds, parse_ts
@@ -221,9 +223,13 @@ def parse_body(body: bytes, content_type: str | None = None, default_ts: float |
     out: list[Reading] = []
     if fmt == "json":
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "parse", exc.lineno) from None
+            doc = orjson.loads(body)    # 4x json's speed; it refuses NaN literals and huge integers, so
+        except orjson.JSONDecodeError:  # those go through json, which reads them for a clear reason
+            try:
+                doc = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"bad JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "parse",
+                                   exc.lineno) from None
         items = doc if isinstance(doc, list) else [doc]
         if isinstance(doc, list) and not doc:
             raise InvalidInput("empty JSON array", "parse")

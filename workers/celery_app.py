@@ -88,10 +88,10 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
     worker_process_init.connect(_child_sentry, weak=False, dispatch_uid="harewatch.sentry")
     # registering: tasks are shared_task (bound to every app), bootsteps are added here
     from harewatch.workers import health, tasks  # noqa: F401
-    from harewatch.workers.detect import DetectConsumer
+    from harewatch.workers.detect import DetectService
     from harewatch.workers.notify import task as _notify_task  # noqa: F401
     from harewatch.workers.route import RouterService
-    app.steps["consumer"].add(DetectConsumer)
+    app.steps["worker"].add(DetectService)
     app.steps["worker"].add(RouterService)
     for opt in (click.Option(["--detect"], default=None,
                              help="harewatch: consume these metrics' detect queues (comma list, 'all', 'default')."),

@@ -22,10 +22,10 @@ import time
 import uuid
 from typing import Any, Sequence
 
-import orjson
 from celery import bootsteps
 
 from harewatch.broker.consume import BatchConsumer, Delivery, run_in_thread
+from harewatch.broker.declare import declare_queues
 from harewatch.broker.publish import ConfirmedPublisher, OutMessage
 from harewatch.errors import InvalidInput
 from harewatch.messages import AnomalyEvent, Notification
@@ -33,6 +33,7 @@ from harewatch.routing.dispatch import Router
 from harewatch.routing.store import PendingWrite
 from harewatch.settings import Settings
 from harewatch.workers import runtime
+from harewatch.workers.events import task_message
 
 log = logging.getLogger("harewatch.route")
 LEASE_MS = 5000
@@ -46,15 +47,10 @@ return redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
 
 
 def notification_message(app: Any, routing_key: str, note: Notification) -> OutMessage:
-    """A notification as the ``harewatch.notify`` Celery task message (protocol 2, JSON) to the alerts
-    exchange, with the notification id as task id, so a redelivery or a repeated flush is recognisable."""
-    kwargs = {"notification": note.to_dict()}
-    # argsrepr/kwargsrepr given: Celery's own would saferepr the whole notification (10 ms for 30 KB)
-    headers, properties, body, _ = app.amqp.as_task_v2(note.id, "harewatch.notify", kwargs=kwargs, argsrepr="()",
-                                                       kwargsrepr=f"{{'notification': '{note.id}'}}")
-    return OutMessage(runtime.names().alerts, routing_key, orjson.dumps(list(body)),
-                      {**properties, "headers": headers, "content_type": "application/json",
-                       "content_encoding": "utf-8", "delivery_mode": 2})
+    """A notification as the ``harewatch.notify`` Celery task message to the alerts exchange, with the
+    notification id as task id, so a redelivery or a repeated flush is recognisable."""
+    return task_message(app, "harewatch.notify", note.id, runtime.names().alerts, routing_key,
+                        kwargs={"notification": note.to_dict()}, summary=f"notification {note.id}")
 
 
 def send_notification(app: Any, routing_key: str, note: Notification) -> None:
@@ -104,6 +100,9 @@ class Intake:
         self.taken += n
 
     def on_tick(self, consumer: BatchConsumer) -> None:
+        self.settle(consumer)
+
+    def on_stop(self, consumer: BatchConsumer) -> None:
         self.settle(consumer)
 
     def on_reset(self) -> None:
@@ -190,12 +189,15 @@ class RouterService(bootsteps.StartStopStep):
 
         from harewatch.broker.connection import pika_parameters
 
+        from harewatch.broker.topology import topology_from_config
+
         settings, cfg = runtime.settings(), runtime.config()
         queue = runtime.names().alerts_route
+        topology = topology_from_config(cfg, settings.prefix)
         self.consumer = BatchConsumer(lambda: pika_parameters(settings), [queue],
                                       Intake(Router(cfg.routing, settings.redis_url, settings.prefix)),
                                       prefetch=PREFETCH, max_batch=MAX_BATCH, max_wait=MAX_WAIT, name="router",
-                                      on_connect=lambda: declare_queue(queue))
+                                      on_connect=lambda: declare_queues(settings, [topology.queue(queue)]))
         self.intake = run_in_thread(self.consumer)
         ctx = multiprocessing.get_context("spawn")     # never fork a threaded worker
         self.flusher = ctx.Process(target=run_flusher, args=(settings, os.getpid()), name="harewatch-flusher",
@@ -214,13 +216,3 @@ class RouterService(bootsteps.StartStopStep):
             if self.flusher.is_alive():
                 self.flusher.kill()
         self.intake = self.flusher = None
-
-
-def declare_queue(name: str) -> None:
-    """Declare one queue of the topology (and its bindings) exactly as the topology has it."""
-    from harewatch.broker.connection import kombu_connection
-    from harewatch.broker.topology import topology_from_config
-
-    q = topology_from_config(runtime.config(), runtime.settings().prefix).queue(name)
-    with kombu_connection(runtime.settings()) as conn:
-        q(conn.default_channel).declare()

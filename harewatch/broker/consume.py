@@ -44,6 +44,8 @@ class Handler(Protocol):
 
     def on_tick(self, consumer: "BatchConsumer") -> None: ...
 
+    def on_stop(self, consumer: "BatchConsumer") -> None: ...
+
     def on_reset(self) -> None: ...
 
 
@@ -130,7 +132,7 @@ class BatchConsumer:
                     next_tick = time.monotonic() + self.tick
             if self.buffer:
                 self._handle()
-            self.handler.on_tick(self)      # the last chance to settle what was handled
+            self.handler.on_stop(self)      # the last chance to settle what was handled
         finally:
             self.channel = None
             try:
