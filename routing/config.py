@@ -59,6 +59,7 @@ class MetricSettings:
     flatline_after: int = _D.flatline_after
     severity_critical: float = _D.severity_critical
     refit_every: float | None = _D.refit_every
+    partitions: int = 1       # detect queues fed by a consistent-hash exchange on the routing key
 
     @property
     def queue_suffix(self) -> str:
@@ -103,6 +104,10 @@ class Config:
         for m in self.metrics.values():
             out.setdefault(m.queue_suffix, []).append(m.name)
         return out
+
+    def partitions(self) -> dict[str, int]:
+        """Detect queue base name -> its number of partitions, for the partitioned ones."""
+        return {m.queue_suffix: m.partitions for m in self.metrics.values() if m.partitions > 1}
 
 
 def _replace(m: MetricSettings, **kw: Any) -> MetricSettings:
@@ -224,7 +229,7 @@ def expand_env(value: Any, file: str, line: int, fieldname: str, env: Mapping[st
 
 _METRIC_KEYS = {"description", "queue", "periods", "interval", "sensitivity", "direction", "confirm",
                 "min_deviation", "allowed_lateness", "missing_after", "flatline_after", "severity",
-                "refit_every"}
+                "refit_every", "partitions"}
 
 
 def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
@@ -294,6 +299,15 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
     if not 0 < kw["severity_critical"] < 1:
         raise sev.error("critical", f"must be a score between 0 and 1 (got {kw['severity_critical']!r})")
     kw["refit_every"] = sec.duration("refit_every", base.refit_every)
+    if "partitions" in sec.data:
+        n = sec.data["partitions"]
+        if name == "default" or isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 64:
+            raise sec.error("partitions", "a whole number of detect queues from 1 to 64, on a metric of its own"
+                            if name != "default" else "is set per metric, not in defaults")
+        if n > 1 and q is not None:
+            raise sec.error("partitions", f"a partitioned metric has queues of its own (detect.{name}.<k>); "
+                            f"remove queue: {q}")
+        kw["partitions"] = n
     return MetricSettings(**kw)
 
 
@@ -321,6 +335,10 @@ def parse_config(text: str, path: str, env: Mapping[str, str] | None = None) -> 
         if name == "default":
             raise msec.error(name, "'default' is reserved (use the top-level 'defaults' section)")
         metrics[name] = _metric(Section(body, path, msec.field(name), msec.line_of(name)), name, defaults)
+    for m in metrics.values():
+        if m.partitions > 1 and any(o.queue_suffix == m.queue_suffix for o in metrics.values() if o is not m):
+            raise msec.error(m.name, f"{m.queue_suffix} is partitioned ({m.partitions}); no other metric may "
+                             f"set queue: {m.queue_suffix}")
 
     channels: list[str] = []
     clist = top.list_("channels")

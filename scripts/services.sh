@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure RabbitMQ (with its management plugin) and Redis answer on this machine.
+# Make sure RabbitMQ (with its management and consistent-hash exchange plugins) and Redis answer here.
 # Starts the locally installed servers if they are down; installs them from the
 # OS packages when run as root on Debian/Ubuntu; otherwise says exactly what is missing.
 set -u
@@ -55,4 +55,14 @@ fi
 for _ in $(seq 1 30); do
   curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview >/dev/null 2>&1 && break; sleep 1
 done
+# partitioned metrics are spread by the consistent-hash exchange (a plugin shipped with RabbitMQ)
+if ! curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null | grep -q x-consistent-hash; then
+  if command -v rabbitmq-plugins >/dev/null; then
+    say "enabling the RabbitMQ consistent-hash exchange plugin"
+    rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null 2>&1 || true
+  fi
+  curl -fsS -u guest:guest http://127.0.0.1:15672/api/overview 2>/dev/null | grep -q x-consistent-hash || {
+    say "the x-consistent-hash exchange type is missing (partitioned metrics need it);"
+    say "run: rabbitmq-plugins enable rabbitmq_consistent_hash_exchange"; exit 1; }
+fi
 exit 0

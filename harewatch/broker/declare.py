@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from amqp import exceptions as amqp_exc
 
@@ -129,6 +129,12 @@ def declare(topology: Topology, settings: Settings) -> list[Outcome]:
                 fresh()
                 outcomes.append(Outcome("exchange", ex.name, "drift",
                                         tuple(drifts_of("exchange", ex, dict(exchange_args(ex) or {}), str(exc)))))
+        before = _partitions_bound(topology, mgmt, vhost)       # read before new partitions are bound
+        for src, key, dest in topology.exchange_bindings:
+            channel.exchange_bind(dest, src, routing_key=key)
+        for ex, bound in before.items():   # fewer partitions: the old ones get no more readings
+            for q in sorted(bound - set(topology.partitions[ex])):
+                channel.queue_unbind(q, ex, routing_key="1")
         for q in topology.queues:
             had = exists("queue", q)
             try:
@@ -147,4 +153,63 @@ def declare(topology: Topology, settings: Settings) -> list[Outcome]:
             channel.close()
         except Exception:  # noqa: BLE001
             pass
+    outcomes += _partition_drift(topology, mgmt, vhost, before)
     return outcomes
+
+
+def _partitions_bound(topology: Topology, mgmt: Management, vhost: str) -> dict[str, set[str]]:
+    """The queues each hash exchange of the topology feeds now (before this declare)."""
+    if not topology.partitions:
+        return {}
+    try:
+        bindings = mgmt.bindings(vhost)
+    except Exception:  # noqa: BLE001 - management is optional here
+        return {}
+    out: dict[str, set[str]] = {}
+    for b in bindings:
+        if b.get("source") in topology.partitions and b.get("destination_type") == "queue":
+            out.setdefault(b["source"], set()).add(b["destination"])
+    return out
+
+
+def _partition_drift(topology: Topology, mgmt: Management, vhost: str,
+                     before: dict[str, set[str]]) -> list[Outcome]:
+    """A number of partitions that changed: the series are hashed anew (a series' readings may sit in two
+    partitions for a while), and queues left over from the old number still hold (or, unpartitioned,
+    still receive) readings that no configured worker consumes. Reported with how to migrate."""
+    out = []
+    for ex, queues in topology.partitions.items():
+        was = before.get(ex)
+        if was and was != set(queues):
+            out.append(Outcome("exchange", ex, "drift", (Drift(
+                "exchange", ex, "partitions", len(was),
+                f"{len(queues)}: series are hashed anew, so a series' older readings may still wait in its old "
+                f"partition while new ones arrive in another; to keep every series in order, stop its producers "
+                f"until the workers drained the partitions, then start them again"),)))
+    try:
+        existing = {q["name"]: q for q in mgmt.queues(vhost)}
+    except Exception:  # noqa: BLE001 - management is optional here
+        return out
+    wanted = {q.name for q in topology.queues}
+    for name in sorted(existing):
+        if name in wanted:
+            continue
+        base, _, k = name.rpartition(".")
+        configured = topology.partitions.get(base) if k.isdigit() else topology.partitions.get(name)
+        unpartitioned_now = k.isdigit() and not configured and base in wanted
+        if configured is None and not unpartitioned_now:
+            continue
+        held = existing[name].get("messages", 0)
+        how = (f"let a worker drain it ({held} messages now), then delete it in the management UI"
+               + (f", and the exchange {base} too" if unpartitioned_now else ""))
+        out.append(Outcome("queue", name, "drift", (Drift("queue", name, "partitions", "left over",
+                                                          f"not in the config: {how}"),)))
+    return out
+
+
+def declare_queues(settings: Settings, queues: Iterable[Any]) -> None:
+    """Declare some queues of the topology (their exchanges and bindings too), exactly as it has them:
+    what a consumer does before consuming, so it never starts on a queue that is missing."""
+    with kombu_connection(settings) as conn:
+        for q in queues:
+            q(conn.default_channel).declare()

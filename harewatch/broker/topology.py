@@ -75,6 +75,10 @@ class Names:
         """``detect.<metric>`` (or a shared queue named in the metric's settings)."""
         return self.p(base if base.startswith("detect.") else f"detect.{base}")
 
+    def partition_queue(self, base: str, k: int) -> str:
+        """``detect.<metric>.<k>``: partition ``k`` of a partitioned metric's detect queue."""
+        return f"{self.detect_queue(base)}.{k}"
+
     @property
     def alerts_route(self) -> str:
         return self.p("alerts.route")
@@ -130,6 +134,8 @@ class Topology:
     queues: list[Queue] = field(default_factory=list)
     descriptions: dict[str, str] = field(default_factory=dict)
     notify_queues: dict[str, Queue] = field(default_factory=dict)   # channel -> notify.<channel>
+    exchange_bindings: list[tuple[str, str, str]] = field(default_factory=list)   # (source, key, destination)
+    partitions: dict[str, list[str]] = field(default_factory=dict)   # hash exchange -> its partition queues
 
     def exchange(self, name: str) -> Exchange:
         return next(e for e in self.exchanges if e.name == name)
@@ -149,11 +155,15 @@ class Topology:
 
 
 def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
-                   prefix: str = "") -> Topology:
+                   prefix: str = "", partitions: dict[str, int] | None = None) -> Topology:
     """The topology of DESIGN §1 for the given detect queues and notification channels.
 
     ``metric_queues`` maps a detect queue base name (``detect.cpu_util``) to the
-    metrics routed into it.
+    metrics routed into it; ``partitions`` maps a base name to its number of
+    partitions when there are several: then ``detect.<metric>`` is an
+    ``x-consistent-hash`` exchange bound to ``readings`` that spreads the
+    routing keys over the queues ``detect.<metric>.<k>`` (plugin
+    ``rabbitmq_consistent_hash_exchange``, shipped with RabbitMQ).
     """
     n = Names(prefix)
     t = Topology(names=n)
@@ -188,6 +198,21 @@ def build_topology(metric_queues: dict[str, list[str]], channels: Iterable[str],
     for base in sorted(metric_queues):
         metrics = sorted(metric_queues[base])
         qname = n.detect_queue(base)
+        count = (partitions or {}).get(base, 1)
+        if count > 1:
+            ex_hash = Exchange(qname, "x-consistent-hash", durable=True)
+            t.exchanges.append(ex_hash)
+            t.descriptions[qname] = (f"Spreads readings of {', '.join(metrics)} over {count} partitions by "
+                                     f"consistent hashing of the routing key")
+            t.exchange_bindings += [(n.readings, f"{m}.#", qname) for m in metrics]
+            t.partitions[qname] = []
+            for k in range(count):
+                pq = n.partition_queue(base, k)
+                t.partitions[qname].append(pq)
+                add(Queue(pq, durable=True, bindings=[binding(ex_hash, routing_key="1")],
+                          queue_arguments=quorum_args(f"Partition {k} of {count} of the readings of "
+                                                      f"{', '.join(metrics)} awaiting detection", **detect_args)))
+            continue
         add(Queue(qname, durable=True,
                   bindings=[binding(ex_readings, routing_key=f"{m}.#") for m in metrics],
                   queue_arguments=quorum_args(f"Readings of {', '.join(metrics)} awaiting detection", **detect_args)))
@@ -234,7 +259,7 @@ def topology_from_config(cfg: Any, prefix: str = "") -> Topology:
     routing = getattr(cfg, "routing", None)
     if routing is not None:
         channels |= set(routing.channels())
-    return build_topology(cfg.detect_queues(), channels, prefix)
+    return build_topology(cfg.detect_queues(), channels, prefix, cfg.partitions())
 
 
 def ttl_arg(seconds: float) -> dict[str, Any]:
@@ -259,12 +284,17 @@ def render_tree(t: Topology) -> str:
     for ex_name, key, q_name in t.bindings():
         by_ex.setdefault(ex_name, []).append((key, q_name))
     lines: list[str] = []
+    for src, key, dest in t.exchange_bindings:
+        by_ex.setdefault(src, []).append((key, dest))
     for ex in t.exchanges:
         extra = ""
         if exchange_args(ex) and "alternate-exchange" in exchange_args(ex):
             extra = f", alternate-exchange={exchange_args(ex)['alternate-exchange']}"
         lines.append(f"[{ex.name}] {ex.type}{extra}  - {t.descriptions.get(ex.name, '')}")
         for key, qn in by_ex.get(ex.name, []):
+            if qn in t.partitions:
+                lines.append(f"  --'{key}'--> [{qn}] (exchange)")
+                continue
             q = t.queue(qn)
             args = {k: v for k, v in queue_args(q).items() if k not in INFORMATIONAL_ARGS}
             arg_s = ", ".join(f"{k.removeprefix('x-')}={v}" for k, v in args.items())
@@ -330,6 +360,10 @@ def export_definitions(t: Topology, vhost: str = "/", users: dict[str, str] | No
             {"source": ex, "vhost": vhost, "destination": qn, "destination_type": "queue",
              "routing_key": key, "arguments": {}}
             for ex, key, qn in t.bindings()
+        ] + [
+            {"source": src, "vhost": vhost, "destination": dest, "destination_type": "exchange",
+             "routing_key": key, "arguments": {}}
+            for src, key, dest in t.exchange_bindings
         ],
     }
     p = re.escape(t.names.prefix)
