@@ -1,45 +1,63 @@
-"""Detection pipeline benchmark: one detection worker beside the bare broker, same messages, same box.
+"""Detection benchmark: one detection worker draining its queue, beside a bare consumer of the same messages.
 
-    python -m bench.pipeline [--series 200]
+    python -m bench.pipeline [--series 1000]
 
-1. warm-up (not timed): 2.5 days of 5-minute history per series, so every
-   series has a fitted seasonal model;
-2. one reading per message and 100 readings per message: end-to-end
-   readings/s (publishing and consuming at once) through a bare pika
-   publish + consume of the same bodies, then through harewatch;
-3. publish-to-anomaly latency with spikes injected, at half the sustained rate.
-Prints one table. Uses its own vhost, deleted afterwards.
+1. warm-up (not timed): 2.5 days of 5-minute history per series through the worker,
+   so every series has a fitted seasonal model; then the worker is stopped.
+2. drain: the detect queue is preloaded with 1, 10 and 100 readings per message, a
+   worker started, and its drain timed from the first checkpoint to the last reading
+   scored (start-up excluded), beside a bare pika consumer draining the same bodies
+   from a quorum queue in the same run.
+3. end to end: the same, published while the worker runs, by a publisher keeping
+   1,000 messages in flight (pipelined confirms), so the row is not bound by one
+   synchronous confirm per message.
+4. partitions: a metric with 2 partitions drained by one worker, then by two.
+5. publish-to-anomaly latency with spikes injected, at half the sustained rate.
+
+Prints tables. Uses its own vhost and Redis prefix, removed afterwards.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import os
-import signal
 import statistics
-import subprocess
-import sys
+import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pika
 
-from harewatch.settings import load_settings
-from harewatch.routing.config import load_config
+from bench.common import bare_drain, bench_vhost, preload, start_worker, stop_worker
+from harewatch.broker.connection import pika_parameters
 from harewatch.broker.declare import declare
-from harewatch.broker.management import Management
-from harewatch.broker.topology import Names, topology_from_config
+from harewatch.broker.topology import topology_from_config
+from harewatch.routing.config import load_config
+from harewatch.settings import Settings
+from harewatch.times import parse_ts
 from harewatch.workers.store import StateStore
 
-ROOT = Path(__file__).resolve().parent.parent
 STEP, DAY = 300.0, 86400.0
+CONFIG = """# bench/pipeline.py: daily seasonality, 5-minute data. The replay runs event time far faster than
+# real time, so refit_every is stretched to keep refits as rare per reading as they are live.
+metrics:
+  bench_load:
+    periods: [1d]
+    interval: 5m
+    refit_every: 7d
+  bench_hot:
+    periods: [1d]
+    interval: 5m
+    refit_every: 7d
+    partitions: 2
+channels: [webhook]
+"""
 
 
-def make_readings(n_series: int, t0: float, n_points: int, seed: int = 0):
+def make_readings(metric: str, n_series: int, t0: float, n_points: int, seed: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_points):
@@ -47,206 +65,231 @@ def make_readings(n_series: int, t0: float, n_points: int, seed: int = 0):
         base = 100 + 30 * math.sin(2 * math.pi * (t % DAY) / DAY)
         noise = rng.normal(0, 1, n_series)
         for s in range(n_series):
-            v = base + noise[s] + (s % 10)
-            out.append({"metric": "bench_load", "value": round(float(v), 3), "ts": t, "labels": {"host": f"h{s}"}})
+            out.append({"metric": metric, "value": round(float(base + noise[s] + (s % 10)), 3), "ts": t,
+                        "labels": {"host": f"h{s}"}})
     return out
 
 
-def bodies(readings, per_msg: int) -> list[bytes]:
-    return [json.dumps(readings[i:i + per_msg], separators=(",", ":")).encode() if per_msg > 1
-            else json.dumps(readings[i], separators=(",", ":")).encode()
-            for i in range(0, len(readings), per_msg)]
+def messages(readings: list[dict[str, Any]], per_msg: int) -> list[tuple[str, bytes]]:
+    """(routing key, body): one reading per message keyed by its series, else batches keyed by the first."""
+    out = []
+    for i in range(0, len(readings), per_msg):
+        chunk = readings[i:i + per_msg]
+        key = f"{chunk[0]['metric']}.{chunk[0]['labels']['host']}"
+        out.append((key, json.dumps(chunk if per_msg > 1 else chunk[0], separators=(",", ":")).encode()))
+    return out
 
 
-def publish_all(url: str, exchange: str, key: str, msgs: list[bytes], rate: float | None = None,
-                on_sent=None) -> float:
-    conn = pika.BlockingConnection(pika.URLParameters(url))
+def wait_total(store: StateStore, want: int, timeout: float = 600.0) -> tuple[float, int, float]:
+    """Poll the readings total until ``want``: (time of the first change, the total then, time of the end)."""
+    start = store.readings_total()
+    first_t, first_n = 0.0, 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = store.readings_total()
+        now = time.perf_counter()
+        if got > start and not first_t:
+            first_t, first_n = now, got
+        if got >= want:
+            return first_t, first_n, now
+        time.sleep(0.005)
+    raise SystemExit(f"the worker scored {store.readings_total() - start} of {want - start} readings in {timeout} s")
+
+
+def drain(s: Settings, store: StateStore, msgs: list[tuple[str, bytes]], n_readings: int,
+          workers: int = 1, which: str = "bench_load") -> float:
+    """Readings/s of ``workers`` detection workers draining a preloaded queue, start-up excluded."""
+    base = store.readings_total()
+    preload(s, s.prefix + "readings", msgs)
+    procs = [start_worker(s, ["--detect", which], f"bench-detect-{i}.log") for i in range(workers)]
+    try:
+        first_t, first_n, end = wait_total(store, base + n_readings)
+        return (base + n_readings - first_n) / (end - first_t)
+    finally:
+        for p in procs:
+            stop_worker(p)
+
+
+def end_to_end(s: Settings, store: StateStore, msgs: list[tuple[str, bytes]], n_readings: int) -> float:
+    """Readings/s from the start of a pipelined publish to the last reading scored, worker running."""
+    base = store.readings_total()
+    p = start_worker(s, ["--detect", "bench_load"], "bench-detect-e2e.log")
+    try:
+        wait_consuming(s, "detect.bench_load")
+        t0 = time.perf_counter()
+        preload(s, s.prefix + "readings", msgs)
+        _, _, end = wait_total(store, base + n_readings)
+        return n_readings / (end - t0)
+    finally:
+        stop_worker(p)
+
+
+def bare_end_to_end(s: Settings, bodies: list[bytes], per_msg: int) -> float:
+    """Readings/s through a pipelined publish and a bare consume of the same bodies at once."""
+    q = f"{s.prefix}bare.e2e"
+    conn = pika.BlockingConnection(pika_parameters(s))
     ch = conn.channel()
-    ch.confirm_delivery()
-    props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
-    t0 = time.perf_counter()
-    for i, b in enumerate(msgs):
-        if rate:
-            due = t0 + i / rate
-            d = due - time.perf_counter()
-            if d > 0:
-                time.sleep(d)
-        ch.basic_publish(exchange, key, b, props)
-        if on_sent:
-            on_sent(i, time.perf_counter())
-    el = time.perf_counter() - t0
-    conn.close()
-    return el
-
-
-def bare(url: str, msgs: list[bytes], per_msg: int, qname: str) -> float:
-    """readings/s through pika publish (confirms) + pika consume (manual ack) of the same bodies."""
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
-    ch.queue_declare(qname, durable=True, arguments={"x-queue-type": "quorum"})
-    conn.close()
-    done = threading.Event()
+    ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+    ch.basic_qos(prefetch_count=2000)
     got = [0]
 
-    def consume():
-        c = pika.BlockingConnection(pika.URLParameters(url))
-        cc = c.channel()
-        cc.basic_qos(prefetch_count=400)
-        for method, props, body in cc.consume(qname, inactivity_timeout=0.5):
-            if method is None:
-                if done.is_set():
-                    break
-                continue
-            json.loads(body)
-            cc.basic_ack(method.delivery_tag)
-            got[0] += 1
-            if got[0] >= len(msgs):
-                break
-        c.close()
+    def on_message(c: Any, method: Any, props: Any, body: bytes) -> None:
+        got[0] += 1
+        if got[0] % 500 == 0 or got[0] == len(bodies):
+            c.basic_ack(method.delivery_tag, multiple=True)
+        if got[0] == len(bodies):
+            c.stop_consuming()
 
-    th = threading.Thread(target=consume)
+    ch.basic_consume(q, on_message)
     t0 = time.perf_counter()
+    th = threading.Thread(target=preload, args=(s, "", [(q, b) for b in bodies]))
     th.start()
-    publish_all(url, "", qname, msgs)
-    th.join()
+    ch.start_consuming()
     el = time.perf_counter() - t0
-    done.set()
-    return len(msgs) * per_msg / el
+    th.join()
+    ch.queue_delete(q)
+    conn.close()
+    return len(bodies) * per_msg / el
 
 
-def through_harewatch(settings, msgs, per_msg, store, start_count) -> float:
-    t0 = time.perf_counter()
-    publish_all(settings.amqp_url, settings.prefix + "readings", "bench_load.h", msgs)
-    want = start_count + len(msgs) * per_msg
-    while store.readings_total() < want:
-        time.sleep(0.01)
-    return len(msgs) * per_msg / (time.perf_counter() - t0)
+def wait_consuming(s: Settings, queue: str, timeout: float = 60.0) -> None:
+    conn = pika.BlockingConnection(pika_parameters(s))
+    ch = conn.channel()
+    deadline = time.monotonic() + timeout
+    while ch.queue_declare(s.prefix + queue, passive=True).method.consumer_count < 1:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no worker consumes {queue}")
+        time.sleep(0.05)
+    conn.close()
 
 
-def start_worker(settings) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "HAREWATCH_", "REDIS_"))}
-    env.update({"AMQP_URL": settings.amqp_url, "REDIS_URL": settings.redis_url, "HAREWATCH_CONFIG": settings.config,
-                "HAREWATCH_PREFIX": settings.prefix})
-    log = open(ROOT / ".pytest_cache" / "bench-worker.log", "w") if (ROOT / ".pytest_cache").exists() \
-        else subprocess.DEVNULL
-    p = subprocess.Popen([sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--detect", "all",
-                          "-Q", Names(settings.prefix).tasks, "--concurrency", "1", "--without-mingle",
-                          "--without-gossip", "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=log,
-                         stderr=subprocess.STDOUT, start_new_session=True)
-    time.sleep(4)
-    return p
-
-
-def latency(settings, n_series: int, t0: float, rate_readings: float, seconds: float = 20.0) -> list[float]:
+def latency(s: Settings, n_series: int, t0: float, rate_readings: float, seconds: float = 20.0
+            ) -> tuple[list[float], int]:
     """Publish 100-reading messages at ``rate_readings``; one spike per 10 messages; time to its anomaly."""
     per_msg = 100
     n_points = int(rate_readings * seconds / n_series) + 1
-    rs = make_readings(n_series, t0, n_points, seed=7)
-    msgs = [rs[i:i + per_msg] for i in range(0, len(rs), per_msg)]
+    rs = make_readings("bench_load", n_series, t0, n_points, seed=7)
+    batches = [rs[i:i + per_msg] for i in range(0, len(rs), per_msg)]
     spikes = {}
-    for j in range(5, len(msgs), 10):
-        r = msgs[j][(j * 7919) % len(msgs[j])]   # spread the spikes over the series
+    for j in range(5, len(batches), 10):
+        r = batches[j][(j * 7919) % len(batches[j])]
         r["value"] += 60
         spikes[(r["labels"]["host"], r["ts"])] = j
-    encoded = [json.dumps(m, separators=(",", ":")).encode() for m in msgs]
+    encoded = [json.dumps(b, separators=(",", ":")).encode() for b in batches]
     sent: dict[int, float] = {}
-    conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    conn = pika.BlockingConnection(pika_parameters(s))
     ch = conn.channel()
     q = ch.queue_declare("", exclusive=True).method.queue
-    ch.queue_bind(q, settings.prefix + "anomalies", "#")
-    lat: list[float] = []
-    seen: dict[str, int] = {}
-    from harewatch.times import parse_ts
+    ch.queue_bind(q, s.prefix + "anomalies", "#")
 
-    th = threading.Thread(target=lambda: publish_all(settings.amqp_url, settings.prefix + "readings", "bench_load.h",
-                                                     encoded, rate=rate_readings / per_msg,
-                                                     on_sent=lambda i, t: sent.__setitem__(i, t)))
+    def publish() -> None:
+        pc = pika.BlockingConnection(pika_parameters(s))
+        pch = pc.channel()
+        pch.confirm_delivery()
+        props = pika.BasicProperties(delivery_mode=2, content_type="application/json")
+        start = time.perf_counter()
+        for i, body in enumerate(encoded):
+            d = start + i * per_msg / rate_readings - time.perf_counter()
+            if d > 0:
+                time.sleep(d)
+            sent[i] = time.perf_counter()
+            pch.basic_publish(s.prefix + "readings", "bench_load.h", body, props)
+        pc.close()
+
+    th = threading.Thread(target=publish)
     th.start()
-    deadline = time.monotonic() + seconds + 30
+    lat: list[float] = []
     idle_since = None
-    for method, props, body in ch.consume(q, auto_ack=True, inactivity_timeout=0.2):
+    deadline = time.monotonic() + seconds + 30
+    for method, _props, body in ch.consume(q, auto_ack=True, inactivity_timeout=0.2):
         now = time.perf_counter()
         idle_since = None if method is not None else (idle_since or now)
         if method is not None:
             ev = json.loads(body)
-            seen[ev["type"]] = seen.get(ev["type"], 0) + 1
-            key = (ev["labels"]["host"], parse_ts(ev["ts"]))
-            j = spikes.get(key)
+            j = spikes.get((ev["labels"]["host"], parse_ts(ev["ts"])))
             if j is not None and j in sent and ev["type"] == "spike":
                 lat.append(now - sent[j])
         if (not th.is_alive() and idle_since and now - idle_since > 3.0) or time.monotonic() > deadline:
             break
     th.join()
     conn.close()
-    latency.seen = seen  # type: ignore[attr-defined]
-    latency.injected = len(spikes)  # type: ignore[attr-defined]
-    return lat
+    return lat, len(spikes)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--series", type=int, default=1000)
-    ap.add_argument("--single-points", type=int, default=10, help="points per series, one reading per message")
-    ap.add_argument("--batch-points", type=int, default=100, help="points per series, 100 readings per message")
     args = ap.parse_args()
-    base = load_settings()
-    mgmt = Management(base.management_url)
-    vhost = f"harewatch-bench-{uuid.uuid4().hex[:6]}"
-    mgmt.create_vhost(vhost)
-    url = base.amqp_url.rsplit("/", 1)[0] + "/" + vhost
-    settings = base.with_overrides(amqp_url=url, prefix="bench.", config=str(ROOT / "bench" / "pipeline.yaml"))
-    store = StateStore(settings.redis_url, settings.prefix)
-    store.clear()
-    worker = None
-    try:
-        declare(topology_from_config(load_config(settings.config), settings.prefix), settings)
-        worker = start_worker(settings)
-        n = args.series
-        hist_pts = int(2.5 * DAY / STEP)
-        lat_pts_max = int(80_000 * 20 / n) + 1
-        # every phase's timestamps stay in the past (the workers reject readings from the future)
-        t_hist = math.floor(time.time() / STEP) * STEP - (hist_pts + args.single_points + args.batch_points
-                                                           + lat_pts_max + 12) * STEP
-        warm = make_readings(n, t_hist, hist_pts)
-        t_warm = time.perf_counter()
-        through_harewatch(settings, bodies(warm, 100), 100, store, 0)
-        warm_s = time.perf_counter() - t_warm
-        t = t_hist + hist_pts * STEP
-        rows = []
-        for per_msg, pts in ((1, args.single_points), (100, args.batch_points)):
-            rs = make_readings(n, t, pts, seed=per_msg)
-            t += pts * STEP
-            msgs = bodies(rs, per_msg)
-            b = bare(settings.amqp_url, msgs, per_msg, f"bench.bare.{per_msg}")
-            h = through_harewatch(settings, msgs, per_msg, store, store.readings_total())
-            rows.append((per_msg, len(rs), b, h))
-        sustained = rows[1][3]
-        lat = latency(settings, n, t, sustained / 2)
-        print(f"detection pipeline benchmark ({n} series, one detection worker, producer on the same 2-core box)")
-        print(f"warm-up: {len(warm):,} readings of history in {warm_s:.1f} s")
-        print()
-        print(f"{'readings per message':>20} {'readings':>9} {'bare broker r/s':>16} {'harewatch r/s':>14} {'ratio':>6}")
-        for per_msg, cnt, b, h in rows:
-            print(f"{per_msg:>20} {cnt:>9,} {b:>16,.0f} {h:>14,.0f} {h / b:>6.2f}")
-        print()
-        if lat:
-            lat.sort()
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(math.ceil(0.99 * len(lat))) - 1)]
-            print(f"publish-to-anomaly latency at {sustained / 2:,.0f} readings/s (half the sustained rate): "
-                  f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, over {len(lat)} of "
-                  f"{latency.injected} injected spikes (events seen: {latency.seen})")  # type: ignore[attr-defined]
-        else:
-            print("publish-to-anomaly latency: no spike came back")
-    finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+    n = args.series
+    with bench_vhost("bench.") as base, tempfile.TemporaryDirectory() as tmp:
+        cfg = Path(tmp) / "pipeline.yaml"
+        cfg.write_text(CONFIG)
+        s = base.with_overrides(config=str(cfg))
+        store = StateStore(s.redis_url, s.prefix)
         store.clear()
-        mgmt.delete_vhost(vhost)
+        try:
+            declare(topology_from_config(load_config(s.config), s.prefix), s)
+            hist = int(2.5 * DAY / STEP)
+            cases = ((1, 40), (10, 100), (100, 200))                 # readings per message, points per series
+            spent = sum(p for _, p in cases) * 2 + 12 + int(80_000 * 20 / n) + 1
+            t = math.floor(time.time() / STEP) * STEP - (hist + spent) * STEP   # every reading in the past
+            warm = make_readings("bench_load", n, t, hist) + make_readings("bench_hot", n, t, hist)
+            t += hist * STEP
+            t_warm = time.perf_counter()
+            drain(s, store, messages(warm, 100), len(warm), which="bench_load,bench_hot")
+            warm_s = time.perf_counter() - t_warm
+            rows = []
+            for per_msg, pts in cases:
+                rs = make_readings("bench_load", n, t, pts, seed=per_msg)
+                t += pts * STEP
+                msgs = messages(rs, per_msg)
+                bare = bare_drain(s, [b for _, b in msgs]) * per_msg
+                rows.append((per_msg, len(rs), bare, drain(s, store, msgs, len(rs))))
+            e2e = []
+            for per_msg, pts in ((1, 40), (100, 200)):
+                rs = make_readings("bench_load", n, t, pts, seed=per_msg + 1)
+                t += pts * STEP
+                msgs = messages(rs, per_msg)
+                e2e.append((per_msg, len(rs), bare_end_to_end(s, [b for _, b in msgs], per_msg),
+                            end_to_end(s, store, msgs, len(rs))))
+            parts = []
+            for workers in (1, 2):
+                rs = make_readings("bench_hot", n, t, 40, seed=workers)
+                t += 40 * STEP
+                parts.append((workers, drain(s, store, messages(rs, 1), len(rs), workers, which="bench_hot")))
+            sustained = e2e[1][3]
+            p = start_worker(s, ["--detect", "bench_load"], "bench-detect-latency.log")
+            try:
+                wait_consuming(s, "detect.bench_load")
+                lat, injected = latency(s, n, t, sustained / 2)
+            finally:
+                stop_worker(p)
+        finally:
+            store.clear()
+    print(f"detection benchmark: {n:,} series, one detection worker, on this 2-core machine with its broker")
+    print(f"warm-up: {len(warm):,} readings of history in {warm_s:.1f} s")
+    print()
+    print("drain of a preloaded queue (start-up excluded), beside a bare pika consumer of the same messages")
+    print(f"{'readings per message':>20} {'readings':>9} {'bare r/s':>10} {'harewatch r/s':>14} {'ratio':>6}")
+    for per_msg, cnt, b, h in rows:
+        print(f"{per_msg:>20} {cnt:>9,} {b:>10,.0f} {h:>14,.0f} {h / b:>6.2f}")
+    print()
+    print("end to end: published with 1,000 messages in flight while the worker runs")
+    print(f"{'readings per message':>20} {'readings':>9} {'bare r/s':>10} {'harewatch r/s':>14} {'ratio':>6}")
+    for per_msg, cnt, b, h in e2e:
+        print(f"{per_msg:>20} {cnt:>9,} {b:>10,.0f} {h:>14,.0f} {h / b:>6.2f}")
+    print()
+    print("a metric with 2 partitions, one reading per message, drained by")
+    for workers, rate in parts:
+        print(f"{workers:>3} worker{'s' if workers > 1 else ' '} {rate:>10,.0f} readings/s")
+    print()
+    if lat:
+        lat.sort()
+        p99 = lat[min(len(lat) - 1, int(math.ceil(0.99 * len(lat))) - 1)]
+        print(f"publish-to-anomaly latency at {sustained / 2:,.0f} readings/s (half the sustained rate): "
+              f"p50 {statistics.median(lat) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, {len(lat)} of {injected} spikes")
+    else:
+        print("publish-to-anomaly latency: no spike came back")
 
 
 if __name__ == "__main__":
