@@ -212,7 +212,9 @@ class DetectService(bootsteps.StartStopStep):
             worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
             self.claims = PartitionClaims(runtime.store().r, settings.prefix, worker, groups)
         self.stopping.clear()
-        self._consume(self.fixed + self._held())
+        if self.claims is not None:
+            self.claims.announce()         # partitions are taken on the first rebalance, CLAIM_EVERY from now
+        self._consume(self.fixed)
         if self.claims is not None:
             self.control = threading.Thread(target=self._rebalance, name="harewatch-partitions", daemon=True)
             self.control.start()
@@ -235,8 +237,8 @@ class DetectService(bootsteps.StartStopStep):
                                       max_wait=MAX_WAIT, tick=0.1, name="detection",
                                       on_connect=lambda: declare_queues(settings, queues))
         self.thread = run_in_thread(self.consumer) if queues else None
-        if not queues:
-            log.info("detection: no partition free yet; standing by")
+        if not queues and self.claims is not None:
+            log.info("detection: holding no partition yet; standing by")
 
     def _rebalance(self) -> None:
         """Follow the leases: when the partitions held change, checkpoint and consume the new set."""

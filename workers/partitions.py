@@ -37,6 +37,13 @@ class PartitionClaims:
         self.clock = clock
         self._release = r.register_script(_RELEASE)
 
+    def announce(self) -> None:
+        """Say this worker is here, without taking anything yet: workers starting together then see
+        each other before they take their shares, rather than the first taking all and giving back."""
+        now = self.clock()
+        for group in self.groups:
+            self.r.zadd(self.ns + group + ":workers", {self.worker: now + LEASE})
+
     def refresh(self) -> set[str]:
         """Renew this worker's leases, take free partitions up to its fair share, give back the excess;
         returns the partition queues it holds now."""

@@ -132,9 +132,9 @@ def declare(topology: Topology, settings: Settings) -> list[Outcome]:
         before = _partitions_bound(topology, mgmt, vhost)       # read before new partitions are bound
         for src, key, dest in topology.exchange_bindings:
             channel.exchange_bind(dest, src, routing_key=key)
-        for ex, bound in before.items():   # fewer partitions: the old ones get no more readings
-            for q in sorted(bound - set(topology.partitions[ex])):
-                channel.queue_unbind(q, ex, routing_key="1")
+        for hash_ex, bound in before.items():   # fewer partitions: the old ones get no more readings
+            for old in sorted(bound - set(topology.partitions[hash_ex])):
+                channel.queue_unbind(old, hash_ex, routing_key="1")
         for q in topology.queues:
             had = exists("queue", q)
             try:
