@@ -34,7 +34,6 @@ import shutil
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -46,6 +45,7 @@ from typing import Any
 
 import pika
 
+from bench.common import bare_drain, preload, start_worker, stop_worker
 from harewatch.broker.connection import pika_parameters
 from harewatch.broker.declare import declare
 from harewatch.broker.management import Management
@@ -90,6 +90,10 @@ def alert_labels(team: int, metric: int, host: int) -> dict[str, str]:
     return {"team": f"t{team:02d}", "metric": f"m{metric}", "host": f"h{host:02d}",
             "rack": "r0" if host < 8 else f"r{host // 4}", "severity": "critical" if critical else "warning",
             "type": "level_shift" if critical else "spike"}
+
+
+def route_key(lab: dict[str, str]) -> str:
+    return f"{lab['team']}.{lab['type']}.{lab['severity']}"
 
 
 def event_body(lab: dict[str, str], ts: float, seq: int) -> bytes:
@@ -139,71 +143,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def preload(settings: Settings, exchange: str, key_of, bodies: list[tuple[dict, bytes]]) -> None:
-    pub = ConfirmedPublisher(settings)
-    try:
-        for i in range(0, len(bodies), 1000):
-            pub.publish([OutMessage(exchange, key_of(lab), body, {"content_type": "application/json"})
-                         for lab, body in bodies[i:i + 1000]])
-    finally:
-        pub.close()
-
-
-def bare_drain(settings: Settings, bodies: list[tuple[dict, bytes]]) -> float:
-    """Messages/s a bare pika consumer drains from a preloaded quorum queue."""
-    q = f"{settings.prefix}bare.{uuid.uuid4().hex[:6]}"
-    conn = pika.BlockingConnection(pika_parameters(settings))
-    ch = conn.channel()
-    ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
-    conn.close()
-    preload(settings, "", lambda lab: q, bodies)
-    conn = pika.BlockingConnection(pika_parameters(settings))
-    ch = conn.channel()
-    ch.basic_qos(prefetch_count=2000)
-    n = len(bodies)
-    got = 0
-    t0 = 0.0
-
-    def on_message(c: Any, method: Any, props: Any, body: bytes) -> None:
-        nonlocal got, t0
-        if not got:
-            t0 = time.perf_counter()
-        got += 1
-        if got % 500 == 0 or got == n:
-            c.basic_ack(method.delivery_tag, multiple=True)
-        if got == n:
-            c.stop_consuming()
-
-    ch.basic_consume(q, on_message)
-    ch.start_consuming()
-    rate = (n - 1) / (time.perf_counter() - t0)
-    ch.queue_delete(q)
-    conn.close()
-    return rate
-
-
-def start_router(settings: Settings, log_name: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "HAREWATCH_", "REDIS_"))}
-    env.update({"AMQP_URL": settings.amqp_url, "REDIS_URL": settings.redis_url, "HAREWATCH_CONFIG": settings.config,
-                "HAREWATCH_PREFIX": settings.prefix})
-    log_dir = ROOT / ".pytest_cache"
-    log = open(log_dir / log_name, "w") if log_dir.exists() else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", "celery", "-A", "harewatch.workers", "worker", "--route",
-                             "-Q", Names(settings.prefix).tasks, "--concurrency", "1", "--without-mingle",
-                             "--without-gossip", "--loglevel", "WARNING"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, 15)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, 9)
-            p.wait()
-
-
 def router_drain(settings: Settings, bodies: list[tuple[dict, bytes]], store: RouterStore,
                  notified: dict[str, Any] | None = None) -> float:
     """Events/s one router takes in from a preloaded alerts.route, start-up excluded. With ``notified``,
@@ -214,8 +153,8 @@ def router_drain(settings: Settings, bodies: list[tuple[dict, bytes]], store: Ro
     ch = conn.channel()
     for chan in ("webhook", "pagerduty"):
         ch.queue_purge(names.notify_queue(chan))
-    preload(settings, names.anomalies, lambda lab: f"{lab['team']}.{lab['type']}.{lab['severity']}", bodies)
-    p = start_router(settings, "bench-router.log")
+    preload(settings, names.anomalies, [(route_key(lab), body) for lab, body in bodies])
+    p = start_worker(settings, ["--route"], "bench-router.log")
     try:
         n = len(bodies)
         first = t_first = 0.0
@@ -246,7 +185,7 @@ def router_drain(settings: Settings, bodies: list[tuple[dict, bytes]], store: Ro
         return rate
     finally:
         conn.close()
-        stop(p)
+        stop_worker(p)
 
 
 def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[list[float], int]:
@@ -257,7 +196,7 @@ def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[li
     conn = pika.BlockingConnection(pika_parameters(settings))
     ch = conn.channel()
     ch.queue_purge(names.notify_queue("webhook"))
-    p = start_router(settings, "bench-router-storm.log")
+    p = start_worker(settings, ["--route"], "bench-router-storm.log")
     try:
         deadline = time.monotonic() + 60
         while ch.queue_declare(names.alerts_route, passive=True).method.consumer_count < 1:
@@ -270,8 +209,8 @@ def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[li
         for i in range(0, len(bodies), 100):     # 100 in flight at a time; a group's clock starts with its chunk
             chunk = bodies[i:i + 100]
             started = time.time()
-            pub.publish([OutMessage(names.anomalies, f"{lab['team']}.{lab['type']}.{lab['severity']}", body,
-                                    {"content_type": "application/json"}) for lab, body in chunk])
+            pub.publish([OutMessage(names.anomalies, route_key(lab), body, {"content_type": "application/json"})
+                         for lab, body in chunk])
             for lab, _ in chunk:
                 first_pub.setdefault((lab["team"], lab["metric"]), started)
         pub.close()
@@ -295,7 +234,7 @@ def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[li
         return sorted(latency.values()), len(first_pub)
     finally:
         conn.close()
-        stop(p)
+        stop_worker(p)
 
 
 def alertmanager(bodies: list[tuple[dict, bytes]], sink: str) -> float | None:
@@ -381,7 +320,7 @@ def main() -> None:
                 declare(topology_from_config(load_full_config(settings.config), settings.prefix), settings)
                 store = RouterStore(settings.redis_url, settings.prefix, time.time)
                 if gw == "1s":
-                    runs.setdefault(BARE, []).append(bare_drain(settings, bodies))
+                    runs.setdefault(BARE, []).append(bare_drain(settings, [b for _, b in bodies]))
                 runs.setdefault(f"harewatch worker --route, {label}", []).append(
                     router_drain(settings, bodies, store, notified if gw == "1s" and rep == 0 else None))
             rate = alertmanager(bodies, sink)
