@@ -32,7 +32,8 @@ from harewatch.workers.partitions import PartitionClaims
 log = logging.getLogger("harewatch.detect")
 
 MAX_WAIT = 0.05           # seconds a message may wait to be scored
-MAX_BATCH = 1000          # messages scored together
+MAX_BATCH = 1000          # messages scored together, at most
+MAX_BYTES = 256 * 1024    # ... and at most this much body (100 readings a message: about 3,000 readings)
 CHECKPOINT = 1.0          # seconds between state writes + acks (anomalies go out before, at once)
 CLAIM_EVERY = 2.0         # seconds between looks at the partition leases
 PREFETCH = 10000          # unacked messages the broker lets this consumer hold (a checkpoint before 90%)
@@ -234,7 +235,7 @@ class DetectService(bootsteps.StartStopStep):
         settings = runtime.settings()
         self.consumer = BatchConsumer(lambda: pika_parameters(settings), [q.name for q in queues],
                                       Detection(self.app), prefetch=PREFETCH, max_batch=MAX_BATCH,
-                                      max_wait=MAX_WAIT, tick=0.1, name="detection",
+                                      max_wait=MAX_WAIT, tick=0.1, name="detection", max_bytes=MAX_BYTES,
                                       on_connect=lambda: declare_queues(settings, queues))
         self.thread = run_in_thread(self.consumer) if queues else None
         if not queues and self.claims is not None:

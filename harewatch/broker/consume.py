@@ -56,13 +56,16 @@ class BatchConsumer:
 
     def __init__(self, parameters: Callable[[], Any], queues: Sequence[str], handler: Handler, *,
                  prefetch: int = 2000, max_batch: int = 500, max_wait: float = 0.02, tick: float = 0.25,
-                 name: str = "consumer", on_connect: Callable[[], None] | None = None) -> None:
+                 name: str = "consumer", on_connect: Callable[[], None] | None = None,
+                 max_bytes: int | None = None) -> None:
         self.parameters = parameters
         self.queues = list(queues)
         self.handler = handler
         self.prefetch = prefetch
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.max_bytes = max_bytes        # a batch also ends at this many body bytes (big messages, low latency)
+        self.buffered = 0
         self.tick = tick
         self.name = name
         self.on_connect = on_connect      # runs before each connection (e.g. declares the queues)
@@ -100,7 +103,7 @@ class BatchConsumer:
                 self.stopping.wait(delay)
             finally:
                 self.connected.clear()
-                self.buffer = []
+                self.buffer, self.buffered = [], 0
                 self.handler.on_reset()
 
     def _consume(self) -> None:
@@ -125,7 +128,7 @@ class BatchConsumer:
                     wait = min(wait, self.first_at + self.max_wait - now)
                 conn.process_data_events(time_limit=max(0.0, wait))
                 now = time.monotonic()
-                if self.buffer and (len(self.buffer) >= self.max_batch or now - self.first_at >= self.max_wait):
+                if self.buffer and now - self.first_at >= self.max_wait:
                     self._handle()
                 if now >= next_tick:
                     self.handler.on_tick(self)
@@ -142,7 +145,7 @@ class BatchConsumer:
                 pass
 
     def _handle(self) -> None:
-        batch, self.buffer = self.buffer, []
+        batch, self.buffer, self.buffered = self.buffer, [], 0
         self.handler.on_batch(self, batch)
 
     def _on_message(self, queue: str, _ch: Any, method: Any, props: Any, body: bytes) -> None:
@@ -152,7 +155,8 @@ class BatchConsumer:
         self.buffer.append(Delivery(method.delivery_tag, body, queue, method.exchange, method.routing_key,
                                     props.content_type, props.headers or {}, float(ts) if ts else None,
                                     method.redelivered))
-        if len(self.buffer) >= self.max_batch:
+        self.buffered += len(body)
+        if len(self.buffer) >= self.max_batch or (self.max_bytes is not None and self.buffered >= self.max_bytes):
             self._handle()
 
 

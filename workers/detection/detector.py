@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from harewatch.workers.detection import calibration as cal
 from harewatch.workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
@@ -185,32 +186,34 @@ class SeriesState:
               "cal_pt", "cal_ls", "cal_vc")
 
     def to_bytes(self) -> bytes:
-        """Compact bytes: a JSON header of scalars, then the float arrays and lists as raw doubles."""
+        """Compact bytes: a JSON header of scalars (orjson; a non-finite float as ``{"$f": "inf"}``), then the
+        float arrays and lists as raw doubles. Written at every checkpoint for every series that changed."""
         head: dict[str, Any] = {}
         blobs: list[bytes] = []
-        for name in self.__slots__:
+        for name in _BLOB_SLOTS:
             v = getattr(self, name)
-            if name in self._ARRAYS or name in self._LISTS:
-                if v is None:
-                    head[name] = None
-                else:
-                    a = v if isinstance(v, array) else array("d", v)
-                    b = a.tobytes()
-                    head[name] = [a.typecode, len(b)]
-                    blobs.append(b)
-            elif name == "model_periods":
-                head[name] = list(v)
-            else:
-                head[name] = v
-        hb = json.dumps(head, separators=(",", ":"), allow_nan=True).encode()
-        return b"HW1" + struct.pack("<I", len(hb)) + hb + b"".join(blobs)
+            if v is None:
+                head[name] = None
+                continue
+            a = v if isinstance(v, array) else array("d", v)
+            b = a.tobytes()
+            head[name] = (a.typecode, len(b))
+            blobs.append(b)
+        for name in _SCALAR_SLOTS:
+            v = getattr(self, name)
+            if v.__class__ is float and not math.isfinite(v):
+                v = {"$f": repr(v)}
+            head[name] = v
+        hb = orjson.dumps(head)
+        return b"HW2" + struct.pack("<I", len(hb)) + hb + b"".join(blobs)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "SeriesState":
-        if data[:3] != b"HW1":
+        magic = data[:3]
+        if magic not in (b"HW1", b"HW2"):
             raise ValueError("not a harewatch series state (bad magic)")
         (hl,) = struct.unpack("<I", data[3:7])
-        head = json.loads(data[7:7 + hl])
+        head = json.loads(data[7:7 + hl]) if magic == b"HW1" else orjson.loads(data[7:7 + hl])
         pos = 7 + hl
         st = cls()
         known = set(cls.__slots__)
@@ -231,12 +234,18 @@ class SeriesState:
             elif name == "model_periods":
                 st.model_periods = tuple(v)
             else:
+                if isinstance(v, dict) and "$f" in v:
+                    v = float(v["$f"])
                 setattr(st, name, v)
         return st
 
     def memory_bytes(self) -> int:
         """Approximate in-memory size (the serialised size is a close proxy)."""
         return len(self.to_bytes())
+
+
+_BLOB_SLOTS = tuple(n for n in SeriesState.__slots__ if n in SeriesState._ARRAYS or n in SeriesState._LISTS)
+_SCALAR_SLOTS = tuple(n for n in SeriesState.__slots__ if n not in _BLOB_SLOTS)
 
 
 class Detector:

@@ -215,6 +215,28 @@ def test_state_round_trip_gives_identical_decisions(base):
             det.refit(b)
 
 
+def test_states_saved_by_the_previous_version_still_load(base):
+    """A state written before this version (HW1: its header by json, Infinity literals) loads unchanged,
+    and is written back in the current form (HW2: orjson header, non-finite floats marked)."""
+    import json
+    import struct
+
+    t, x = base
+    det = Detector(DetectorSettings(periods=(DAY,)))
+    st = det.new_state()
+    for p, v in zip(t[:600], x[:600]):
+        det.update(st, p, v)
+    st.level = math.inf                       # a non-finite scalar must survive both forms
+    blob = st.to_bytes()
+    assert blob[:3] == b"HW2"
+    (hl,) = struct.unpack("<I", blob[3:7])
+    head = {k: (float(v["$f"]) if isinstance(v, dict) else v) for k, v in json.loads(blob[7:7 + hl]).items()}
+    hb = json.dumps(head, separators=(",", ":"), allow_nan=True).encode()
+    old = b"HW1" + struct.pack("<I", len(hb)) + hb + blob[7 + hl:]
+    for loaded in (SeriesState.from_bytes(old), SeriesState.from_bytes(blob)):
+        assert all(repr(getattr(loaded, n)) == repr(getattr(st, n)) for n in SeriesState.__slots__)
+
+
 def test_causal_scores_do_not_change_with_later_points(base):
     t, x = base
     full = run(x, t)
