@@ -3,7 +3,8 @@
     python -m bench.pipeline [--series 1000]
 
 1. warm-up (not timed): 2.5 days of 5-minute history per series through the worker,
-   so every series has a fitted seasonal model; then the worker is stopped.
+   so every series has a fitted seasonal model (the worker runs every refit task it
+   asked for before it is stopped, so none is left for the timed drains).
 2. drain: the detect queue is preloaded with 1, 10 and 100 readings per message, a
    worker started, and its drain timed from the first checkpoint to the last reading
    scored (start-up excluded), beside a bare pika consumer draining the same bodies
@@ -97,13 +98,17 @@ def wait_total(store: StateStore, want: int, timeout: float = 600.0) -> tuple[fl
 
 
 def drain(s: Settings, store: StateStore, msgs: list[tuple[str, bytes]], n_readings: int,
-          workers: int = 1, which: str = "bench_load") -> float:
-    """Readings/s of ``workers`` detection workers draining a preloaded queue, start-up excluded."""
+          workers: int = 1, which: str = "bench_load", settle: bool = False) -> float:
+    """Readings/s of ``workers`` detection workers draining a preloaded queue, start-up excluded. With
+    ``settle``, the workers then run the refit tasks the drain asked for, so the next drain measures
+    consuming and scoring, not model fits left over from the warm-up."""
     base = store.readings_total()
     preload(s, s.prefix + "readings", msgs)
     procs = [start_worker(s, ["--detect", which], f"bench-detect-{i}.log") for i in range(workers)]
     try:
         first_t, first_n, end = wait_total(store, base + n_readings)
+        if settle:
+            wait_tasks_done(s)
         return (base + n_readings - first_n) / (end - first_t)
     finally:
         for p in procs:
@@ -150,6 +155,23 @@ def bare_end_to_end(s: Settings, bodies: list[bytes], per_msg: int) -> float:
     ch.queue_delete(q)
     conn.close()
     return len(bodies) * per_msg / el
+
+
+def wait_tasks_done(s: Settings, quiet: float = 3.0, timeout: float = 900.0) -> None:
+    """Until the task queue (refits) has stayed empty for ``quiet`` seconds."""
+    conn = pika.BlockingConnection(pika_parameters(s))
+    ch = conn.channel()
+    empty_since = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ch.queue_declare(s.prefix + "harewatch.tasks", passive=True).method.message_count == 0:
+            empty_since = empty_since or time.monotonic()
+            if time.monotonic() - empty_since >= quiet:
+                break
+        else:
+            empty_since = None
+        time.sleep(0.2)
+    conn.close()
 
 
 def wait_consuming(s: Settings, queue: str, timeout: float = 60.0) -> None:
@@ -236,7 +258,7 @@ def main() -> None:
             warm = make_readings("bench_load", n, t, hist) + make_readings("bench_hot", n, t, hist)
             t += hist * STEP
             t_warm = time.perf_counter()
-            drain(s, store, messages(warm, 100), len(warm), which="bench_load,bench_hot")
+            drain(s, store, messages(warm, 100), len(warm), which="bench_load,bench_hot", settle=True)
             warm_s = time.perf_counter() - t_warm
             rows = []
             for per_msg, pts in cases:
