@@ -58,6 +58,18 @@ def stop_worker(p: subprocess.Popen) -> None:
             p.wait()
 
 
+def wait_consuming(s: Settings, queue: str, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    """Until a consumer is on ``queue`` (unprefixed name); exits if ``proc``, the worker, died first."""
+    conn = pika.BlockingConnection(pika_parameters(s))
+    ch = conn.channel()
+    deadline = time.monotonic() + timeout
+    while ch.queue_declare(s.prefix + queue, passive=True).method.consumer_count < 1:
+        if time.monotonic() > deadline or (proc is not None and proc.poll() is not None):
+            raise SystemExit(f"no worker consumes {queue} (logs in .pytest_cache/)")
+        time.sleep(0.05)
+    conn.close()
+
+
 def preload(settings: Settings, exchange: str, messages: Sequence[tuple[str, bytes]], in_flight: int = 1000) -> float:
     """Publish (routing key, body) pairs, ``in_flight`` unconfirmed at a time; returns the seconds taken."""
     pub = ConfirmedPublisher(settings)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pika
 
-from bench.common import bare_drain, bench_vhost, preload, start_worker, stop_worker
+from bench.common import bare_drain, bench_vhost, preload, start_worker, stop_worker, wait_consuming
 from harewatch.broker.connection import pika_parameters
 from harewatch.broker.declare import declare
 from harewatch.broker.topology import topology_from_config
@@ -171,17 +171,6 @@ def wait_tasks_done(s: Settings, quiet: float = 3.0, timeout: float = 900.0) -> 
         else:
             empty_since = None
         time.sleep(0.2)
-    conn.close()
-
-
-def wait_consuming(s: Settings, queue: str, timeout: float = 60.0) -> None:
-    conn = pika.BlockingConnection(pika_parameters(s))
-    ch = conn.channel()
-    deadline = time.monotonic() + timeout
-    while ch.queue_declare(s.prefix + queue, passive=True).method.consumer_count < 1:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"no worker consumes {queue}")
-        time.sleep(0.05)
     conn.close()
 
 

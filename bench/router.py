@@ -45,7 +45,7 @@ from typing import Any
 
 import pika
 
-from bench.common import bare_drain, preload, start_worker, stop_worker
+from bench.common import bare_drain, preload, start_worker, stop_worker, wait_consuming
 from harewatch.broker.connection import pika_parameters
 from harewatch.broker.declare import declare
 from harewatch.broker.management import Management
@@ -198,11 +198,7 @@ def storm(settings: Settings, store: RouterStore, group_wait: float) -> tuple[li
     ch.queue_purge(names.notify_queue("webhook"))
     p = start_worker(settings, ["--route"], "bench-router-storm.log")
     try:
-        deadline = time.monotonic() + 60
-        while ch.queue_declare(names.alerts_route, passive=True).method.consumer_count < 1:
-            if time.monotonic() > deadline or p.poll() is not None:
-                raise SystemExit("the router did not start (log: .pytest_cache/bench-router-storm.log)")
-            time.sleep(0.05)
+        wait_consuming(settings, "alerts.route", p)
         first_pub: dict[tuple[str, str], float] = {}
         pub = ConfirmedPublisher(settings)
         t0 = time.time()

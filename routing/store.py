@@ -15,6 +15,7 @@ Keys under ``<prefix>hw:rt:``:
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -111,6 +112,11 @@ class Placement:
     labels: Mapping[str, str]
     groups: Sequence[GroupRecord]
 
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """Its labels and groups as the record script reads them (encoded once: they never change)."""
+        return orjson.dumps([self.labels, [[g.key, g.doc, g.wait] for g in self.groups]])
+
 
 @dataclass(frozen=True)
 class AlertUpdate:
@@ -151,9 +157,6 @@ class PendingWrite:
         self.conn: Any = None
         if not args:
             return
-        if script.sha is None or not getattr(script, "_loaded", False):
-            script.sha = r.script_load(script.script)
-            script._loaded = True
         self.conn = r.connection_pool.get_connection()
         try:
             self.conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -167,7 +170,7 @@ class PendingWrite:
             return
         try:
             self.conn.read_response()
-        except redis.exceptions.NoScriptError:      # Redis restarted and lost its script cache
+        except redis.exceptions.NoScriptError:      # not loaded yet, or Redis restarted and lost its scripts
             self._release()
             self.script(keys=self.keys, args=self.args)
             return
@@ -197,17 +200,12 @@ class RouterStore:
         self.ns = f"{prefix}hw:rt:"
         self.silences = SilenceStore(self.r, self.k("silences"), clock)
         self._record = self.r.register_script(_RECORD)
-        self._placements: dict[str, bytes] = {}
         self._settle = self.r.register_script(_SETTLE)
 
     def k(self, *parts: str) -> str:
         return self.ns + ":".join(parts)
 
     # -- alerts -------------------------------------------------------------------
-    def alert(self, fingerprint: str) -> Alert | None:
-        found = self.alerts([fingerprint])
-        return found[0] if found else None
-
     def alerts(self, fingerprints: Sequence[str]) -> list[Alert]:
         """The alerts that still exist, in order, without their events."""
         if not fingerprints:
@@ -225,30 +223,17 @@ class RouterStore:
         raw = self.r.mget([self.k("event", a.fingerprint) for a in alerts])
         return [a.with_event(AnomalyEvent.from_json(v)) if v else a for a, v in zip(alerts, raw)]
 
-    def record(self, updates: Sequence[AlertUpdate], now: float, resolve_timeout: float) -> None:
+    def record_started(self, updates: Sequence[AlertUpdate], now: float, resolve_timeout: float) -> "PendingWrite":
         """Merge a batch into the stored alerts (see ``_RECORD``), keep them in the firing index, add them
         to their groups (a new group waits for its first flush; an existing one keeps its schedule) and
-        count the events: one round trip, atomic, so concurrent routers cannot lose an update."""
-        self.record_started(updates, now, resolve_timeout).wait()
-
-    def record_started(self, updates: Sequence[AlertUpdate], now: float, resolve_timeout: float) -> "PendingWrite":
-        """:meth:`record`, sent but not waited for: Redis runs it while the caller parses the next batch;
-        nothing is saved for sure until :meth:`PendingWrite.wait` returned."""
-        batch = b"[" + b",".join(b'["%s",%d,%s]' % (u.place.fingerprint.encode(), u.events, self._encoded(u.place))
+        count the events: one round trip, atomic, so concurrent routers cannot lose an update. Sent, not
+        waited for: Redis runs it while the caller parses the next batch, and nothing is saved for sure
+        until :meth:`PendingWrite.wait` returned."""
+        batch = b"[" + b",".join(b'["%s",%d,%s]' % (u.place.fingerprint.encode(), u.events, u.place.encoded)
                                  for u in updates) + b"]"
         args = [ALERT_TTL, repr(now), repr(resolve_timeout), SCHEMA_VERSION, sum(u.events for u in updates),
                 batch, *(u.event_json for u in updates)]
         return PendingWrite(self.r, self._record, [self.ns], args if updates else [])
-
-    def _encoded(self, place: Placement) -> bytes:
-        """A placement's labels and groups as JSON, encoded once per alert (they never change)."""
-        enc = self._placements.get(place.fingerprint)
-        if enc is None:
-            if len(self._placements) > 200_000:
-                self._placements.clear()
-            enc = orjson.dumps([place.labels, [[g.key, g.doc, g.wait] for g in place.groups]])
-            self._placements[place.fingerprint] = enc
-        return enc
 
     def events_total(self) -> int:
         """Anomaly events recorded since the store was cleared."""
@@ -269,10 +254,6 @@ class RouterStore:
         """When the earliest group is due, or None when none is scheduled."""
         first = self.r.zrange(self.k("due"), 0, 0, withscores=True)
         return float(first[0][1]) if first else None
-
-    def group(self, key: str) -> dict[str, Any] | None:
-        raw = self.r.get(self.k("group", key))
-        return json.loads(raw) if raw else None
 
     def load_due(self, keys: Sequence[str]) -> list[DueGroup]:
         """The groups with their alerts: two round trips whatever their number."""

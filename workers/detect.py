@@ -103,7 +103,6 @@ class Detection:
         self.pending: list[tuple[Any, float]] = []   # batch results not yet acked (for the counters)
         self.last_checkpoint = time.monotonic()
         self.isolating = False     # after an engine failure: score one message at a time until a checkpoint
-        self.stats = {"readings": 0, "invalid": 0, "anomalies": 0, "batches": 0}
 
     def on_batch(self, consumer: BatchConsumer, batch: list[Delivery]) -> None:
         t0 = time.monotonic()
@@ -142,10 +141,6 @@ class Detection:
             consumer.ack_through(self.last_tag)
         self.last_tag, self.unacked = None, 0
         for res, seconds in self.pending:   # counted once acked, so a redelivered batch is not counted twice
-            self.stats["readings"] += res.scored + res.late
-            self.stats["invalid"] += len(res.invalid)
-            self.stats["anomalies"] += len(res.events)
-            self.stats["batches"] += 1
             metrics.record_batch(res, seconds)
         self.pending = []
         self.last_checkpoint = time.monotonic()
@@ -225,9 +220,10 @@ class DetectService(bootsteps.StartStopStep):
             return []
         try:
             return [self.by_name[q] for q in sorted(self.claims.refresh())]
-        except Exception as exc:  # noqa: BLE001 - Redis away: keep what is consumed, try again
+        except Exception as exc:  # noqa: BLE001 - Redis away: keep the partitions consumed, try again
             log.warning("partition leases not renewed: %s", exc)
-            return [q for q in (self.consumer.queues if self.consumer else []) if q in self.by_name]
+            fixed = {q.name for q in self.fixed}
+            return [self.by_name[q] for q in (self.consumer.queues if self.consumer else []) if q not in fixed]
 
     def _consume(self, queues: list[Any]) -> None:
         from harewatch.broker.connection import pika_parameters

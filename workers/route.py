@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 from celery import bootsteps
 
-from harewatch.broker.consume import BatchConsumer, Delivery, run_in_thread
+from harewatch.broker.consume import BatchConsumer, Delivery, backoff, run_in_thread
 from harewatch.broker.declare import declare_queues
 from harewatch.broker.publish import ConfirmedPublisher, OutMessage
 from harewatch.errors import InvalidInput
@@ -53,15 +53,6 @@ def notification_message(app: Any, routing_key: str, note: Notification) -> OutM
                         kwargs={"notification": note.to_dict()}, summary=f"notification {note.id}")
 
 
-def send_notification(app: Any, routing_key: str, note: Notification) -> None:
-    """Publish one notification task (confirmed), on a connection of its own: for one-off sends."""
-    pub = ConfirmedPublisher(runtime.settings())
-    try:
-        pub.publish([notification_message(app, routing_key, note)])
-    finally:
-        pub.close()
-
-
 class Intake:
     """Batches of ``alerts.route`` deliveries into the router's state; acked once recorded.
 
@@ -70,8 +61,7 @@ class Intake:
 
     def __init__(self, router: Router) -> None:
         self.router = router
-        self.taken = 0
-        self.pending: tuple[PendingWrite, int, int] | None = None    # write, last tag, events
+        self.pending: tuple[PendingWrite, int] | None = None    # the write in flight, its batch's last tag
 
     def on_batch(self, consumer: BatchConsumer, batch: list[Delivery]) -> None:
         events: list[tuple[AnomalyEvent, bytes]] = []
@@ -87,17 +77,16 @@ class Intake:
         self.settle(consumer)
         if events:
             pending, _ = self.router.receive_started(events)
-            self.pending = (pending, last, len(events))
+            self.pending = (pending, last)
 
     def settle(self, consumer: BatchConsumer) -> None:
         """Wait for the write in flight and acknowledge its batch (a Redis failure raises: nothing acked)."""
         if self.pending is None:
             return
-        pending, tag, n = self.pending
+        pending, tag = self.pending
         self.pending = None
         pending.wait()
         consumer.ack_through(tag)
-        self.taken += n
 
     def on_tick(self, consumer: BatchConsumer) -> None:
         self.settle(consumer)
@@ -120,7 +109,6 @@ class Flusher:
         self.publisher = ConfirmedPublisher(runtime.settings())
         self.token = uuid.uuid4().hex
         self.stopping = threading.Event()
-        self.sent = 0
 
     def send(self, notes: Sequence[tuple[str, Notification]]) -> None:
         self.publisher.publish([notification_message(self.app, key, note) for key, note in notes])
@@ -131,7 +119,7 @@ class Flusher:
             wait = MAX_SLEEP
             try:
                 if self.router.r.eval(_RENEW, 1, self.router.k("leader"), self.token, LEASE_MS):
-                    self.sent += self.router.tick(self.send)
+                    self.router.tick(self.send)
                     nxt = self.router.next_due()
                     if nxt is not None:
                         wait = min(MAX_SLEEP, max(0.0, nxt - time.time()))
@@ -140,7 +128,7 @@ class Flusher:
                 failures = 0
             except Exception:  # noqa: BLE001 - the next round tries again; nothing was logged as sent
                 failures += 1
-                wait = min(30.0, 0.5 * 2 ** min(failures - 1, 6))
+                wait = backoff(failures)
                 log.exception("router flush failed; trying again in %.1fs", wait)
             self.stopping.wait(wait)
         self.publisher.close()
@@ -188,7 +176,6 @@ class RouterService(bootsteps.StartStopStep):
         import multiprocessing
 
         from harewatch.broker.connection import pika_parameters
-
         from harewatch.broker.topology import topology_from_config
 
         settings, cfg = runtime.settings(), runtime.config()

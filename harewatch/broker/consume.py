@@ -70,7 +70,6 @@ class BatchConsumer:
         self.name = name
         self.on_connect = on_connect      # runs before each connection (e.g. declares the queues)
         self.stopping = threading.Event()
-        self.connected = threading.Event()
         self.channel: Any = None
         self.buffer: list[Delivery] = []
         self.first_at = 0.0
@@ -97,12 +96,11 @@ class BatchConsumer:
                 self.failures = 0
             except Exception as exc:  # noqa: BLE001 - whatever failed, nothing was acked: start again
                 self.failures += 1
-                delay = min(30.0, 0.5 * 2 ** min(self.failures - 1, 6))
+                delay = backoff(self.failures)
                 log.warning("%s: %s; unacknowledged messages go back to the queue, reconnecting in %.1fs",
                             self.name, exc or type(exc).__name__, delay)
                 self.stopping.wait(delay)
             finally:
-                self.connected.clear()
                 self.buffer, self.buffered = [], 0
                 self.handler.on_reset()
 
@@ -118,7 +116,6 @@ class BatchConsumer:
             self.channel = ch
             for q in self.queues:
                 ch.basic_consume(q, functools.partial(self._on_message, q))
-            self.connected.set()
             log.info("%s consuming %s", self.name, ", ".join(self.queues))
             next_tick = time.monotonic() + self.tick
             while not self.stopping.is_set():
@@ -158,6 +155,11 @@ class BatchConsumer:
         self.buffered += len(body)
         if len(self.buffer) >= self.max_batch or (self.max_bytes is not None and self.buffered >= self.max_bytes):
             self._handle()
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0.5 s, doubling, at most 30 s."""
+    return min(30.0, 0.5 * 2 ** min(failures - 1, 6))
 
 
 def run_in_thread(consumer: BatchConsumer) -> threading.Thread:
