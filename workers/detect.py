@@ -33,7 +33,7 @@ log = logging.getLogger("harewatch.detect")
 
 MAX_WAIT = 0.05           # seconds a message may wait to be scored
 MAX_BATCH = 1000          # messages scored together, at most
-MAX_BYTES = 256 * 1024    # ... and at most this much body (100 readings a message: about 3,000 readings)
+MAX_BYTES = 32 * 1024     # ... and at most this much body (100 readings a message: about 400 readings)
 CHECKPOINT = 1.0          # seconds between state writes + acks (anomalies go out before, at once)
 CLAIM_EVERY = 2.0         # seconds between looks at the partition leases
 PREFETCH = 10000          # unacked messages the broker lets this consumer hold (a checkpoint before 90%)
