@@ -94,6 +94,37 @@ def memory_per_series(states: list[SeriesState], k: int = 2000) -> float:
     return (after - before) / len(blobs)
 
 
+def redis_per_series(periods: tuple[float, ...], days: int, copies: int = 1000) -> tuple[float, float]:
+    """Serialised state and Redis memory per series (state, metadata, last-seen and series-index entries,
+    as a detection worker writes them; MEMORY USAGE of each key, not the server's total) for 1-minute
+    data with these periods, warmed up for ``days``."""
+    import json
+    import uuid
+
+    from harewatch.settings import load_settings
+    from harewatch.workers.store import StateStore
+
+    det = Detector(DetectorSettings(periods=periods, interval=60.0))
+    sim = Simulator(n_series=3, interval=60.0, seed=5, kinds=("traffic", "latency", "cpu"))
+    blobs = [b for b, _ in warm_templates(sim, 1_700_006_400.0, days, det)]
+    store = StateStore(load_settings().redis_url, f"bench{uuid.uuid4().hex[:6]}.")
+    try:
+        fps = [f"{i:016x}" for i in range(copies)]
+        last = 1_700_006_400.0 + days * DAY
+        store.save({fp: blobs[i % len(blobs)] for i, fp in enumerate(fps)}, {fp: last for fp in fps},
+                   {fp: json.dumps({"metric": "requests_total", "labels": {"pod": f"web-7d9f8-{i:05d}",
+                                                                          "namespace": "shop"}})
+                    for i, fp in enumerate(fps)}, deadlines={"requests_total": {fp: last + 14 * DAY for fp in fps}})
+        p = store.r.pipeline(transaction=False)
+        keys = list(store.r.scan_iter(f"{store.ns}*", count=1000))
+        for k in keys:
+            p.memory_usage(k, samples=0)
+        total = sum(v or 0 for v in p.execute())
+    finally:
+        store.clear()
+    return statistics.median(len(b) for b in blobs), total / copies
+
+
 def statsmodels_stl_times() -> dict[str, float]:
     from statsmodels.tsa.seasonal import STL
     from harewatch.workers.detection.stl import _jumps
@@ -155,6 +186,8 @@ def main() -> None:
     stl = statsmodels_stl_times()
     acc = accuracy(args.accuracy_series)
     clean = accuracy(args.accuracy_series, rate=0.0, seed=8)
+    daily = redis_per_series((DAY,), 3)
+    weekly = redis_per_series((DAY, 7 * DAY), 21)
     rows = [
         ("live series (1-min data, daily period)", f"{args.series}"),
         ("points scored", f"{live['points']}"),
@@ -164,6 +197,10 @@ def main() -> None:
         ("statsmodels STL, n=4320 p=1440, robust + jumps", f"{stl['robust_jumps'] * 1000:,.0f} ms"),
         ("state per series, serialised (median)", f"{live['state_bytes']:,.0f} bytes"),
         ("state per series, in memory (tracemalloc)", f"{mem:,.0f} bytes"),
+        ("1-min data, daily period: state / Redis per series", f"{daily[0]:,.0f} / {daily[1]:,.0f} bytes"),
+        ("  Redis per 100,000 series", f"{daily[1] * 1e5 / 2**20:,.0f} MiB"),
+        ("1-min data, daily + weekly: state / Redis per series", f"{weekly[0]:,.0f} / {weekly[1]:,.0f} bytes"),
+        ("  Redis per 100,000 series", f"{weekly[1] * 1e5 / 2**20:,.0f} MiB"),
     ]
     w = max(len(r[0]) for r in rows)
     print(f"{'detector benchmark':{w}}  value")

@@ -117,13 +117,16 @@ class AnomalyEvent:
     confidence: str = "high"
     model: Mapping[str, Any] = field(default_factory=dict)
     window: Mapping[str, Any] = field(default_factory=dict)
+    status: str = "firing"     # "resolved": the alert is over now (a retired series' missing_data)
     id: str = ""
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        if self.status not in ("firing", "resolved"):
+            raise InvalidInput(f"status is firing or resolved, got {self.status!r}", "bad_type", None, "status")
         if not self.id:
             # deterministic: the same anomaly found twice (redelivery) gets the same id
-            key = f"{self.series}|{self.type}|{self.ts:.3f}"
+            key = f"{self.series}|{self.type}|{self.ts:.3f}" + ("|resolved" if self.status == "resolved" else "")
             object.__setattr__(self, "id", str(uuid.uuid5(uuid.NAMESPACE_URL, "harewatch:" + key)))
 
     def routing_key(self) -> str:

@@ -11,6 +11,7 @@ missing variable without a default is a load error naming it.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from harewatch.workers.detection.calibration import SENSITIVITY_PERIOD, score_fo
 from harewatch.workers.detection.detector import DetectorSettings
 
 _D = DetectorSettings()   # the detector's own defaults are the config's defaults
+DEFAULT_MAX_SERIES = 50_000
 SENSITIVITY = {name: sensitivity_threshold(name) for name in SENSITIVITY_PERIOD}
 _RATE_RE = re.compile(r"^\s*1\s*/\s*(\S+)\s*$")
 
@@ -60,6 +62,8 @@ class MetricSettings:
     severity_critical: float = _D.severity_critical
     refit_every: float | None = _D.refit_every
     partitions: int = 1       # detect queues fed by a consistent-hash exchange on the routing key
+    retire_after: float | None = _D.retire_after   # None: twice the longest period, at least 2 days
+    max_series: int | None = DEFAULT_MAX_SERIES    # series one metric may create; None: no limit
 
     @property
     def queue_suffix(self) -> str:
@@ -229,7 +233,7 @@ def expand_env(value: Any, file: str, line: int, fieldname: str, env: Mapping[st
 
 _METRIC_KEYS = {"description", "queue", "periods", "interval", "sensitivity", "direction", "confirm",
                 "min_deviation", "allowed_lateness", "missing_after", "flatline_after", "severity",
-                "refit_every", "partitions"}
+                "refit_every", "partitions", "retire_after", "max_series"}
 
 
 def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
@@ -308,6 +312,26 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
             raise sec.error("partitions", f"a partitioned metric has queues of its own (detect.{name}.<k>); "
                             f"remove queue: {q}")
         kw["partitions"] = n
+    ra = sec.data.get("retire_after")
+    if "retire_after" not in sec.data:
+        kw["retire_after"] = base.retire_after
+    elif ra == "auto":
+        kw["retire_after"] = None
+    elif ra == "never":
+        kw["retire_after"] = math.inf
+    else:
+        kw["retire_after"] = sec.duration("retire_after", None)
+        if kw["retire_after"] is None or kw["retire_after"] < 3600:
+            raise sec.error("retire_after", f"a duration of at least 1h, 'auto' or 'never' (got {ra!r})")
+    ms = sec.data.get("max_series")
+    if "max_series" not in sec.data:
+        kw["max_series"] = base.max_series
+    elif ms == "unlimited":
+        kw["max_series"] = None
+    elif isinstance(ms, bool) or not isinstance(ms, int) or ms < 1:
+        raise sec.error("max_series", f"a whole number of series (at least 1) or 'unlimited' (got {ms!r})")
+    else:
+        kw["max_series"] = ms
     return MetricSettings(**kw)
 
 

@@ -99,11 +99,11 @@ class Router:
         now = self.clock() if now is None else now
         placed = [self._place(ev) for ev, _ in events]
         count: dict[str, int] = {}
-        latest: dict[str, tuple[Placement, str | bytes]] = {}
-        for place, (_, raw) in zip(placed, events):
+        latest: dict[str, tuple[Placement, str | bytes, bool]] = {}
+        for place, (ev, raw) in zip(placed, events):
             count[place.fingerprint] = count.get(place.fingerprint, 0) + 1
-            latest[place.fingerprint] = (place, raw)
-        updates = [AlertUpdate(place, count[fp], raw) for fp, (place, raw) in latest.items()]
+            latest[place.fingerprint] = (place, raw, ev.status == "resolved")
+        updates = [AlertUpdate(place, count[fp], raw, resolved) for fp, (place, raw, resolved) in latest.items()]
         pending = self.store.record_started(updates, now, self.rc.resolve_timeout)
         return pending, [[g.key for g in place.groups] for place in placed]
 
@@ -119,16 +119,10 @@ class Router:
             place = Placement(fp, labels, tuple(
                 GroupRecord(_h(route.path + "|" + route.group_key(labels)),
                             {"route": route.path, "receiver": route.receiver,
-                             "group_labels": self._group_labels(route, labels)}, route.group_wait)
+                             "group_labels": route.group_labels(labels)}, route.group_wait)
                 for route in self.rc.match(labels)))
             self._places[key] = place
         return place
-
-    @staticmethod
-    def _group_labels(route: Route, labels: Mapping[str, str]) -> dict[str, str]:
-        if route.group_by_all:
-            return dict(labels)
-        return {k: labels.get(k, "") for k in route.group_by if k in labels}
 
     # -- silences (kept beside the alerts; harewatch silence and the router share them) --------
     def add_silence(self, matchers: list[str], duration: float, comment: str = "", author: str = "",

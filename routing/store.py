@@ -30,9 +30,10 @@ ALERT_TTL = 7 * 86400
 
 # One call merges a batch of events into the stored alerts, atomically. KEYS[1]: the namespace (keys are
 # built from it: one Redis, not a cluster). ARGV: ttl, now, resolve timeout, schema, events in the batch,
-# the batch as JSON [[fp, events, [labels, [[group key, group doc, group wait], ...]]], ...], then each
-# alert's latest event text in the same order. Alertmanager's rule: an alert that is still firing keeps
-# its start, one that resolved starts anew; each event pushes its end to now + resolve timeout.
+# the batch as JSON [[fp, events, [labels, [[group key, group doc, group wait], ...]], resolved], ...], then
+# each alert's latest event text in the same order. Alertmanager's rule: an alert that is still firing keeps
+# its start, one that resolved starts anew; each event pushes its end to now + resolve timeout. A resolved
+# event ends a firing alert now (its groups report it resolved at their next flush) and is otherwise ignored.
 _RECORD = """
 local ns, ttl, now, resolve = KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('incrby', ns .. 'events_total', ARGV[5])
@@ -42,28 +43,38 @@ for i, a in ipairs(cjson.decode(ARGV[6])) do
   for _, g in ipairs(groups) do sig = sig .. g[1] .. ' ' end
   local starts, events, joined = now, a[2], false
   local old = redis.call('get', key)
+  local firing = false
   if old then
     old = cjson.decode(old)
     if tonumber(old.endsAt) > now then
+      firing = true
       starts = old.startsAt
       joined = old.groups == sig      -- still firing in the same groups: a flush cannot have removed it
     end
     events = events + (tonumber(old.events) or 0)
   end
-  local ends = now + resolve
-  redis.call('set', key, cjson.encode({schema = tonumber(ARGV[4]), labels = labels, fingerprint = fp,
-                                       startsAt = starts, endsAt = ends, lastSeen = now, events = events,
-                                       groups = sig}), 'EX', ttl)
-  redis.call('set', ns .. 'event:' .. fp, ARGV[6 + i], 'EX', ttl)
-  redis.call('zadd', ns .. 'firing', ends, fp)
-  if not joined then
-    for _, g in ipairs(groups) do
-      redis.call('sadd', ns .. 'members:' .. g[1], fp)
-      if redis.call('exists', ns .. 'group:' .. g[1]) == 0 then
-        g[2].created = now
-        redis.call('set', ns .. 'group:' .. g[1], cjson.encode(g[2]))
+  if a[4] == 1 then
+    if firing then
+      old.endsAt, old.events = now, events
+      redis.call('set', key, cjson.encode(old), 'EX', ttl)
+      redis.call('zadd', ns .. 'firing', now, fp)
+    end
+  else
+    local ends = now + resolve
+    redis.call('set', key, cjson.encode({schema = tonumber(ARGV[4]), labels = labels, fingerprint = fp,
+                                         startsAt = starts, endsAt = ends, lastSeen = now, events = events,
+                                         groups = sig}), 'EX', ttl)
+    redis.call('set', ns .. 'event:' .. fp, ARGV[6 + i], 'EX', ttl)
+    redis.call('zadd', ns .. 'firing', ends, fp)
+    if not joined then
+      for _, g in ipairs(groups) do
+        redis.call('sadd', ns .. 'members:' .. g[1], fp)
+        if redis.call('exists', ns .. 'group:' .. g[1]) == 0 then
+          g[2].created = now
+          redis.call('set', ns .. 'group:' .. g[1], cjson.encode(g[2]))
+        end
+        redis.call('zadd', ns .. 'due', 'NX', now + g[3], g[1])
       end
-      redis.call('zadd', ns .. 'due', 'NX', now + g[3], g[1])
     end
   end
 end
@@ -125,6 +136,7 @@ class AlertUpdate:
     place: Placement
     events: int
     event_json: str | bytes
+    resolved: bool = False     # the latest event ends the alert now (it is not a new firing)
 
 
 @dataclass(frozen=True)
@@ -229,7 +241,8 @@ class RouterStore:
         count the events: one round trip, atomic, so concurrent routers cannot lose an update. Sent, not
         waited for: Redis runs it while the caller parses the next batch, and nothing is saved for sure
         until :meth:`PendingWrite.wait` returned."""
-        batch = b"[" + b",".join(b'["%s",%d,%s]' % (u.place.fingerprint.encode(), u.events, u.place.encoded)
+        batch = b"[" + b",".join(b'["%s",%d,%s,%d]' % (u.place.fingerprint.encode(), u.events, u.place.encoded,
+                                                        u.resolved)
                                  for u in updates) + b"]"
         args = [ALERT_TTL, repr(now), repr(resolve_timeout), SCHEMA_VERSION, sum(u.events for u in updates),
                 batch, *(u.event_json for u in updates)]

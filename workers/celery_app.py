@@ -78,6 +78,7 @@ def create_app(settings: Settings, config: Any = None) -> Celery:
         beat_schedule={
             "missing-data": {"task": "harewatch.check_missing", "schedule": 30.0},
             "self-check": {"task": "harewatch.self_check", "schedule": 60.0},
+            "retire-series": {"task": "harewatch.retire_series", "schedule": 300.0},
         },
         timezone="UTC",
     )

@@ -14,13 +14,15 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import orjson
+
 from harewatch.errors import InvalidInput
 from harewatch.messages import AnomalyEvent, Reading
 from harewatch.producers.formats import parse_body
 from harewatch.routing.ownership import team_for
 from harewatch.workers.detection import Detector, DetectorSettings
 from harewatch.workers.detection.detector import PointResult, SeriesState
-from harewatch.workers.store import StateStore
+from harewatch.workers.store import INVALID_PER_EPISODE, Retired, StateStore
 
 log = logging.getLogger("harewatch.detect")
 
@@ -54,6 +56,7 @@ class BatchResult:
     scored: int = 0
     duplicates: int = 0
     late: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)   # metric -> readings of series over max_series
 
 
 class Engine:
@@ -68,10 +71,10 @@ class Engine:
         self.cache_size = cache_size
         self.detectors: dict[str, Detector] = {}
         self.rules = list(config.ownership)
-        self.dirty: set[str] = set()
+        self.dirty: dict[str, str] = {}          # series changed since the last persist -> metric
         self.last_seen: dict[str, float] = {}
         self.new_meta: dict[str, str] = {}
-        self.known_meta: set[str] = set()
+        self.new_anomalies: dict[str, list[bytes]] = defaultdict(list)
         self.check_time_bounds = check_time_bounds
         self.unsaved_readings = 0
 
@@ -87,6 +90,7 @@ class Engine:
         self.dirty.clear()
         self.last_seen.clear()
         self.new_meta.clear()
+        self.new_anomalies.clear()
         self.unsaved_readings = 0
 
     # -- parsing ------------------------------------------------------------------
@@ -115,21 +119,21 @@ class Engine:
         by_series: dict[str, list[Reading]] = defaultdict(list)
         for r in readings:
             by_series[r.fingerprint].append(r)
-        self._load([fp for fp in by_series if fp not in self.cache])
+        for rs in by_series.values():
+            rs.sort(key=lambda r: r.ts)
+        retired_at = self._load({fp: rs[0].metric for fp, rs in by_series.items() if fp not in self.cache})
+        fresh = self._fresh_states(by_series, retired_at, out)
         fits = self._ready_fits(by_series)
         for fp, rs in by_series.items():
             first = rs[0]
             det = self.detector(first.metric)
-            st = self.cache.get(fp)
-            if st is None:
-                st = det.new_state(key=fp)
+            st = fresh.get(fp)
+            if st is not None:
                 self.cache[fp] = st
-            else:
-                self.cache.move_to_end(fp)
-            if fp not in self.known_meta:
                 self.new_meta[fp] = json.dumps({"metric": first.metric, "labels": dict(first.labels)})
-                self.known_meta.add(fp)
-            rs.sort(key=lambda r: r.ts)
+            else:
+                st = self.cache[fp]
+            self.cache.move_to_end(fp)
             for r in rs:
                 if st.fit_req is not None and fp in fits and r.ts >= st.fit_req + det.fit_grace(st):
                     res = det.update(st, r.ts, r.value, prepared=fits.pop(fp))
@@ -143,11 +147,15 @@ class Engine:
                     continue
                 out.scored += 1
                 if res.event:
-                    out.events.append(self.event(r.metric, r.labels, fp, det, st, res))
+                    ev = self.event(r.metric, r.labels, fp, det, st, res)
+                    out.events.append(ev)
+                    self.new_anomalies[fp].append(orjson.dumps(
+                        {"ts": ev.ts, "type": ev.type, "severity": ev.severity, "value": ev.value,
+                         "expected": ev.expected, "score": ev.score}))
                 if res.refit_due:
                     # computed by a Celery task meanwhile, or inline when due if the task is late
                     out.refits.append((fp, r.metric, st.fit_upto))
-            self.dirty.add(fp)
+            self.dirty[fp] = first.metric
             if st.last_ts is not None:
                 self.last_seen[fp] = st.last_ts
         self.unsaved_readings += out.scored + out.late   # a redelivered reading is a duplicate: not counted again
@@ -159,33 +167,105 @@ class Engine:
                 break
         return out
 
+    def _fresh_states(self, by_series: dict[str, list[Reading]], retired_at: Mapping[str, float],
+                      out: BatchResult) -> dict[str, SeriesState]:
+        """New states for the series this batch starts: never seen, or back after being retired (by the
+        sweeper, or silent past their retirement limit while cached). Each metric admits new series up to
+        its ``max_series``; the readings of the others are not scored (they are counted, the first ones of
+        each episode go to ``readings.invalid`` with reason ``cardinality``, and the limit is alerted)."""
+        fresh: dict[str, SeriesState] = {}
+        for fp, rs in by_series.items():
+            det = self.detector(rs[0].metric)
+            st = self.cache.get(fp)
+            if st is None:
+                st = det.new_state(key=fp)
+                if fp in retired_at:
+                    st.returned_after = max(0.0, rs[0].ts - retired_at[fp])
+                fresh[fp] = st
+            else:
+                back = det.returned(st, rs[0].ts, key=fp)
+                if back is not None:
+                    fresh[fp] = back
+        if not fresh:
+            return fresh
+        by_metric: dict[str, dict[str, int]] = defaultdict(dict)
+        for fp in fresh:
+            by_metric[by_series[fp][0].metric][fp] = len(by_series[fp])
+        now = self.clock()
+        for metric, counts in by_metric.items():
+            adm = self.store.admit(metric, self.config.metric(metric).max_series, counts, now)
+            if not adm.rejected:
+                continue
+            rejected = sorted(adm.rejected)
+            out.rejected[metric] = out.rejected.get(metric, 0) + sum(counts[fp] for fp in rejected)
+            quota = max(0, INVALID_PER_EPISODE - adm.episode_before)
+            limit = self.config.metric(metric).max_series
+            for fp in rejected:
+                del fresh[fp]
+                self.cache.pop(fp, None)
+                for r in by_series.pop(fp)[:quota]:
+                    quota -= 1
+                    out.invalid.append(Invalid(
+                        InMessage(r.to_json().encode(), "application/json", r.ts, r.routing_key(), "readings"),
+                        InvalidInput(f"metric {metric!r} has its limit of {limit} series (max_series); "
+                                     f"this new series is not scored: {r.series}", "cardinality", None, "labels")))
+            if adm.alert:
+                out.events.append(self.limit_event(metric, limit or 0, adm.rejected_total, now))
+        return fresh
+
+    def limit_event(self, metric: str, limit: int, rejected: int, now: float) -> AnomalyEvent:
+        """The self-watch alert ``harewatch_series_limit`` on a metric that reached its ``max_series``
+        (stated again every minute while new series keep being rejected, so it stays firing)."""
+        team = self.config.selfwatch.team
+        return AnomalyEvent(series=f"harewatch-series-limit-{metric}", metric="harewatch_series_limit",
+                            labels={"component": "detect", "limited_metric": metric}, type="spike",
+                            severity="warning", ts=now, value=float(limit + rejected), expected=float(limit),
+                            lower=None, upper=float(limit), score=0.99, team=team,
+                            model={"method": "selfwatch", "max_series": limit, "rejected_readings": rejected})
+
     def event(self, metric: str, labels: Mapping[str, str], fp: str, det: Detector, st: SeriesState,
               res: PointResult) -> AnomalyEvent:
+        """The anomaly event of a point result (the first one after a comeback says the series was retired)."""
+        model = det.model_info(st)
+        st.returned_after = 0.0
         return AnomalyEvent(
             series=fp, metric=metric, labels=dict(labels), type=res.type or "spike", severity=res.severity or "warning",
             ts=res.ts, value=res.value, expected=res.expected, lower=res.lower, upper=res.upper,
             score=round(res.surprise, 4), team=team_for(metric, labels, self.rules), confidence=res.confidence,
-            model=det.model_info(st), window=det.window(st))
+            model=model, window=det.window(st))
 
     def persist(self) -> None:
-        """Write every state changed since the last persist (one Redis round trip)."""
+        """Write every state changed since the last persist, with its retirement deadline (one Redis
+        round trip)."""
         if not self.dirty and not self.new_meta and not self.unsaved_readings:
             return
-        blobs = {fp: self.cache[fp].to_bytes() for fp in self.dirty if fp in self.cache}
+        blobs: dict[str, bytes] = {}
+        deadlines: dict[str, dict[str, float]] = defaultdict(dict)
+        for fp, metric in self.dirty.items():
+            st = self.cache.get(fp)
+            if st is None:
+                continue
+            blobs[fp] = st.to_bytes()
+            if st.last_ts is not None:
+                deadlines[metric][fp] = st.last_ts + self.detector(metric).retire_limit(st)
         self.store.save(blobs, self.last_seen, self.new_meta, clear_missing=self.dirty,
-                        readings=self.unsaved_readings)
+                        readings=self.unsaved_readings, deadlines=deadlines, anomalies=self.new_anomalies)
+        self.new_anomalies.clear()
         self.unsaved_readings = 0
         self.dirty.clear()
         self.last_seen.clear()
         self.new_meta.clear()
 
-    def _load(self, fps: list[str]) -> None:
-        for fp, blob in self.store.get_states(fps).items():
+    def _load(self, metric_of: Mapping[str, str]) -> dict[str, float]:
+        """Cache the stored states of these series (``{fp: metric}``); returns, for retired ones, when each
+        was last seen."""
+        states, retired = self.store.load(metric_of)
+        for fp, blob in states.items():
             try:
                 self.cache[fp] = SeriesState.from_bytes(blob)
-                self.known_meta.add(fp)
             except Exception:  # noqa: BLE001 - a corrupt state starts afresh rather than wedging the series
                 log.exception("discarding unreadable state of series %s", fp)
+        return retired
 
     def _ready_fits(self, by_series: Mapping[str, list[Reading]]) -> dict[str, Any]:
         """Fits computed elsewhere for series whose refit falls due within this batch."""
@@ -220,6 +300,29 @@ class Engine:
             if res is not None and self.store.mark_missing(fp):
                 out.append(self.event(meta["metric"], meta["labels"], fp, det, st, res))
         return out
+
+    def retire(self, now: float | None = None, chunk: int = 1000) -> tuple[list[Retired], list[AnomalyEvent]]:
+        """Retire the series silent past their retirement limit (in event time, as :meth:`missing`): their
+        state is deleted, and an open ``missing_data`` alert is resolved by the returned events."""
+        now = self.clock() if now is None else now
+        mark = self.store.watermark()
+        if mark is None:
+            return [], []
+        mark = min(now, mark)
+        gone: list[Retired] = []
+        for metric in self.store.metrics():
+            while True:
+                due = self.store.due_for_retirement(metric, mark, chunk)
+                got = self.store.retire(metric, due, mark)
+                gone += got
+                if len(due) < chunk or not got:
+                    break
+        events = [AnomalyEvent(series=r.fingerprint, metric=r.metric, labels=dict(r.labels), type="missing_data",
+                               severity="warning", ts=mark, value=None, expected=None, lower=None, upper=None,
+                               score=0.0, team=team_for(r.metric, r.labels, self.rules), status="resolved",
+                               model={"retired": True})
+                  for r in gone if r.had_missing_alert]
+        return gone, events
 
 
 def refit_series(config: Any, store: StateStore, fp: str, metric: str, upto: int) -> str:

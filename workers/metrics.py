@@ -12,6 +12,12 @@ class Metrics:
                                 registry=registry)
         self.invalid = Counter("harewatch_readings_invalid_total", "Messages sent to readings.invalid",
                                ["reason"], registry=registry)
+        self.rejected = Counter("harewatch_readings_rejected_total",
+                                "Readings of new series not scored: their metric has its max_series",
+                                ["metric"], registry=registry)
+        self.retired = Counter("harewatch_series_retired_total",
+                               "Series retired after reporting nothing for their retire_after", ["metric"],
+                               registry=registry)
         self.anomalies = Counter("harewatch_anomalies_total", "Anomaly events published", ["type"],
                                  registry=registry)
         self.notifications = Counter("harewatch_notifications_total", "Notifications by channel and outcome",
@@ -43,6 +49,8 @@ def record_batch(res: Any, seconds: float) -> None:
     m.readings.inc(res.scored + res.late)   # redeliveries are duplicates, not new readings
     for inv in res.invalid:
         m.invalid.labels(inv.error.reason).inc()
+    for metric, n in res.rejected.items():
+        m.rejected.labels(metric).inc(n)
     import time
     now = time.time()
     for ev in res.events:

@@ -1,4 +1,4 @@
-"""Celery tasks: model refits and the periodic missing-data check."""
+"""Celery tasks: model refits, and the periodic missing-data check and retirement of silent series."""
 from __future__ import annotations
 
 import logging
@@ -25,3 +25,19 @@ def check_missing(self: Any) -> int:
     events = Engine(runtime.config(), runtime.store()).missing()
     publish_events(self.app, events)
     return len(events)
+
+
+@shared_task(name="harewatch.retire_series", bind=True, ignore_result=True, acks_late=True)
+def retire_series(self: Any) -> int:
+    """Delete the state of series silent past their ``retire_after`` and resolve their open
+    ``missing_data`` alert (a series that comes back starts anew)."""
+    from collections import Counter
+
+    from harewatch.workers import metrics
+    gone, events = Engine(runtime.config(), runtime.store()).retire()
+    publish_events(self.app, events)
+    for metric, n in Counter(r.metric for r in gone).items():
+        metrics.default().retired.labels(metric).inc(n)
+    if gone:
+        log.info("retired %d series that stopped reporting", len(gone))
+    return len(gone)

@@ -25,7 +25,7 @@ def cli() -> None:
 @click.option("--metrics", default="all", show_default=True,
               help="Metrics whose detect queues to consume (comma list; 'default' for detect.default).")
 @click.option("--concurrency", default=1, show_default=True, help="Processes for refit tasks.")
-@click.option("--beat/--no-beat", default=False, help="Also run the periodic missing-data check (one per system).")
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic checks: missing data, retirement, self-watch (one per system).")
 @click.option("--loglevel", default="INFO")
 @pass_ctx
 def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: str) -> None:
@@ -41,7 +41,7 @@ def detect(ctx: Context, metrics: str, concurrency: int, beat: bool, loglevel: s
 
 @cli.command()
 @click.option("--concurrency", default=1, show_default=True)
-@click.option("--beat/--no-beat", default=False, help="Also run the periodic missing-data check (one per system).")
+@click.option("--beat/--no-beat", default=False, help="Also run the periodic checks: missing data, retirement, self-watch (one per system).")
 @click.option("--loglevel", default="INFO")
 @pass_ctx
 def route(ctx: Context, concurrency: int, beat: bool, loglevel: str) -> None:

@@ -102,3 +102,18 @@ def test_selfwatch_and_ownership_are_read_once_on_load():
     assert [(r.team, r.metrics) for r in cfg.ownership] == [("payments", ("payments_*",))]
     e = err("selfwatch:\n  no_readings_after: soon\n")
     assert (e.line, e.field) == (2, "selfwatch.no_readings_after")
+
+
+def test_series_lifecycle_settings():
+    cfg = parse_config("defaults:\n  max_series: 20000\n  retire_after: 3d\nmetrics:\n  pods: {max_series: unlimited, "
+                       "retire_after: never}\n  jobs: {retire_after: auto}\n  hosts: {}\n", "my.yaml", env={})
+    assert (cfg.metric("pods").max_series, cfg.metric("pods").retire_after) == (None, float("inf"))
+    assert (cfg.metric("jobs").max_series, cfg.metric("jobs").retire_after) == (20000, None)
+    assert (cfg.metric("hosts").max_series, cfg.metric("hosts").retire_after) == (20000, 3 * 86400)
+    assert parse_config("metrics: {}\n", "my.yaml", env={}).metric("x").max_series == 50_000
+    e = err("metrics:\n  cpu:\n    max_series: 0\n")
+    assert (e.line, e.field) == (3, "metrics.cpu.max_series") and "unlimited" in str(e)
+    e = err("metrics:\n  cpu:\n    retire_after: 10m\n")
+    assert (e.line, e.field) == (3, "metrics.cpu.retire_after") and "at least 1h" in str(e)
+    e = err("metrics:\n  cpu:\n    retire_after: soon\n")
+    assert e.field == "metrics.cpu.retire_after" and "soon" in str(e)

@@ -126,6 +126,25 @@ def test_resolved_notifications_only_where_asked(router):
     assert router.tick(out, now=T0 + 2000) == 0          # group gone
 
 
+def test_a_resolved_event_ends_its_alert_before_the_resolve_timeout(router):
+    out = Outbox()
+    router.receive(event("web-1", typ="missing_data"), now=T0)
+    router.tick(out, now=T0 + 30)
+    assert [n["status"] for _, n in out.take()] == ["firing", "firing"]
+    router.receive(event("web-1", typ="missing_data"), now=T0 + 200)      # firing until T0 + 500
+    gone = AnomalyEvent.from_dict({**event("web-1", typ="missing_data").to_dict(), "status": "resolved", "id": ""})
+    router.receive(gone, now=T0 + 250)
+    assert router.tick(out, now=T0 + 330) == 1                            # the next flush reports it
+    (key, note), = out.take()
+    assert key.startswith("webhook.") and note["status"] == "resolved"
+    assert note["alerts"][0]["endsAt"].startswith("2027-01-15T08:04:10")  # ended when the resolve came
+    # a resolve for an alert that is not firing creates nothing
+    router.receive(AnomalyEvent.from_dict({**event("web-9").to_dict(), "status": "resolved", "id": ""}), now=T0 + 400)
+    assert router.tick(out, now=T0 + 2000) == 0 and out.take() == []
+    with pytest.raises(Exception, match="status is firing or resolved"):
+        AnomalyEvent.from_dict({**event("web-1").to_dict(), "status": "over"})
+
+
 def test_silence_mutes_and_expiry_restores(router):
     out = Outbox()
     s = router.add_silence(['host="web-1"'], duration=3600, comment="maintenance", start=T0)

@@ -11,34 +11,50 @@ from harewatch.settings import Settings
 
 
 @pytest.fixture
-def watch(wsettings: Settings) -> Iterator[Callable[..., list[dict[str, Any]]]]:
-    """A queue bound to the anomalies exchange; call it to collect the events seen so far."""
+def watch_for() -> Iterator[Callable[[Settings], Callable[..., list[dict[str, Any]]]]]:
+    """``watch_for(settings)``: a queue bound to that vhost's anomalies exchange; call the returned
+    collector to get the events seen so far (it has ``rebind()`` for an exchange declared anew)."""
     import json
-    conn = pika.BlockingConnection(pika.URLParameters(wsettings.amqp_url))
-    ch = conn.channel()
-    q = ch.queue_declare("", exclusive=True).method.queue
-    ch.queue_bind(q, wsettings.prefix + "anomalies", "#")
-    seen: list[dict[str, Any]] = []
+    conns: list[Any] = []
 
-    def rebind() -> None:
-        """Bind again (after the exchange was deleted and declared anew)."""
-        ch.queue_bind(q, wsettings.prefix + "anomalies", "#")
+    def make(s: Settings) -> Callable[..., list[dict[str, Any]]]:
+        conn = pika.BlockingConnection(pika.URLParameters(s.amqp_url))
+        conns.append(conn)
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(q, s.prefix + "anomalies", "#")
+        seen: list[dict[str, Any]] = []
 
-    def collect(until: Callable[[list[dict[str, Any]]], bool] = lambda s: False, timeout: float = 30.0
-                ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            method, props, body = ch.basic_get(q, auto_ack=True)
-            if method is None:
-                if until(seen):
-                    break
-                conn.sleep(0.2)
-                continue
-            ev = json.loads(body)
-            ev["_routing_key"] = method.routing_key
-            seen.append(ev)
-        return seen
+        def rebind() -> None:
+            """Bind again (after the exchange was deleted and declared anew)."""
+            ch.queue_bind(q, s.prefix + "anomalies", "#")
 
-    collect.rebind = rebind  # type: ignore[attr-defined]
-    yield collect
-    conn.close()
+        def collect(until: Callable[[list[dict[str, Any]]], bool] = lambda s: False, timeout: float = 30.0
+                    ) -> list[dict[str, Any]]:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                method, props, body = ch.basic_get(q, auto_ack=True)
+                if method is None:
+                    if until(seen):
+                        break
+                    conn.sleep(0.2)
+                    continue
+                ev = json.loads(body)
+                ev["_routing_key"] = method.routing_key
+                seen.append(ev)
+            return seen
+
+        collect.rebind = rebind  # type: ignore[attr-defined]
+        return collect
+
+    yield make
+    for c in conns:
+        if c.is_open:
+            c.close()
+
+
+@pytest.fixture
+def watch(wsettings: Settings, watch_for: Callable[[Settings], Callable[..., list[dict[str, Any]]]]
+          ) -> Callable[..., list[dict[str, Any]]]:
+    """The events on the test's anomalies exchange (see ``watch_for``)."""
+    return watch_for(wsettings)

@@ -50,6 +50,7 @@ IN_EPISODE_DAMP = 0.25    # an episode is alerted once: its later points' alert 
 CRYING_WOLF = 4.0         # episodes in about a week that mean "this is normal here"
 ONSET_MEMORY = 7 * 86400.0 # seconds over which episodes are counted (exponentially)
 ANOMALY_LEARN = 10        # an anomalous point teaches the calibration one time in this many
+RETIRE_MIN = 2 * 86400.0  # a series silent this long (or twice its longest period) is retired
 GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forgotten
 
 
@@ -69,6 +70,7 @@ class DetectorSettings:
     severity_critical: float = 0.75   # rarer than once in tens of thousands of years of normal data
     refit_every: float | None = None
     missing_after: float | None = None
+    retire_after: float | None = None         # None: twice the longest period, at least RETIRE_MIN
 
     @classmethod
     def from_metric(cls, m: Any) -> "DetectorSettings":
@@ -179,6 +181,7 @@ class SeriesState:
     silences: int = 0                # missing_data alerts raised so far
     ep_age: int = 0                  # points since the current episode's onset
     ep_type: str = ""
+    returned_after: float = 0.0      # it came back after this long retired (said in its first event)
 
     # -- serialisation ------------------------------------------------------
     _ARRAYS = ("profile", "ph_abs", "hist")
@@ -547,8 +550,7 @@ class Detector:
         res.expected, res.score, res.surprise = exp, z, s_pt
         band = max(z_thr * sigma, s.min_deviation)
         res.lower, res.upper = exp - band, exp + band
-        res.confidence = "high" if st.profile is not None or st.fitted_at is not None or self.s.periods == () \
-            else "low"
+        res.confidence = self.confidence(st)
         dev_ok = (r if r >= 0 else -r) >= s.min_deviation
         if not learn:
             res._s01 = s_pt
@@ -814,12 +816,70 @@ class Detector:
             return self.s.missing_after
         return max(10 * (st.interval or 60.0), 120.0, 2.0 * st.gap_max)
 
+    def retire_limit(self, st: SeriesState) -> float:
+        """Silence after which a series is retired (its state deleted; if it comes back it starts anew):
+        ``retire_after``, else twice its longest period (2 weeks for a weekly series), at least 2 days."""
+        if self.s.retire_after is not None:
+            return self.s.retire_after
+        periods = st.model_periods or self.s.periods or ()
+        return max(RETIRE_MIN, 2.0 * max(periods, default=0.0), 2.0 * self.missing_limit(st))
+
+    def returned(self, st: SeriesState, ts: float, key: str | None = None) -> SeriesState | None:
+        """A fresh state if a point at ``ts`` comes after the series was retired (silent past
+        :meth:`retire_limit`), saying how long it was away; else None."""
+        if st.last_ts is None or ts - st.last_ts < self.retire_limit(st):
+            return None
+        fresh = self.new_state(key)
+        fresh.returned_after = ts - st.last_ts
+        return fresh
+
     def model_info(self, st: SeriesState) -> dict[str, Any]:
-        """What the model is, for the anomaly event's ``model`` field."""
+        """What the model is, for the anomaly event's ``model`` field; a series that came back after being
+        retired says so (``returned_after_seconds``) until it has a model again."""
         from harewatch.times import iso
-        return {"method": st.method, "periods": [int(p) for p in st.model_periods],
-                "fitted_at": iso(st.fitted_at) if st.fitted_at else None,
-                "bucket_seconds": st.bucket or None}
+        info: dict[str, Any] = {"method": st.method, "periods": [int(p) for p in st.model_periods],
+                                "fitted_at": iso(st.fitted_at) if st.fitted_at else None,
+                                "bucket_seconds": st.bucket or None}
+        if st.returned_after:
+            info["returned_after_seconds"] = round(st.returned_after)
+        return info
+
+    def confidence(self, st: SeriesState) -> str:
+        """``high`` once the series has a seasonal model (or is configured to have none), else ``low``."""
+        return "high" if st.profile is not None or st.fitted_at is not None or self.s.periods == () else "low"
+
+    def describe(self, st: SeriesState) -> dict[str, Any]:
+        """What the detector knows of one series, for people (``harewatch series show``): its model,
+        confidence, alert threshold, the band a next point may move in unalerted, its recent points."""
+        from harewatch.times import iso
+        band = None
+        if st.level is not None and st.last_ts is not None:
+            _, ph = self._season(st, st.last_ts)
+            z_thr = cal.value_at(st.cal_pt, cal.target_rate(self.s.threshold, st.interval or 60.0))
+            band = max(z_thr * self._sigma(st, ph), self.s.min_deviation)
+        return {
+            "points": st.n, "last_seen": iso(st.last_ts) if st.last_ts else None,
+            "interval_seconds": st.interval, "model": self.model_info(st),
+            "refit_at": iso(st.refit_at) if st.refit_at else None,
+            "confidence": self.confidence(st) if st.level is not None else "low",
+            "threshold": self.s.threshold, "band_halfwidth": band, "in_episode": st.in_episode,
+            "missing_after_seconds": self.missing_limit(st), "retire_after_seconds": self.retire_limit(st),
+            "state_bytes": len(st.to_bytes()),
+            "recent": [{"ts": iso(t), "value": x, "expected": round(e, 6),
+                        "lower": round(e - band, 6) if band is not None else None,
+                        "upper": round(e + band, 6) if band is not None else None}
+                       for t, x, e in zip(st.recent_ts, st.recent_x, st.recent_e)],
+        }
+
+    def history_chart(self, st: SeriesState) -> dict[str, list[Any]]:
+        """The bucketed history (hours to weeks: three cycles of the longest period) for a chart: bucket
+        start times (epoch s), bucket means (None for gaps) and what the current model expects there."""
+        if not st.bucket or not st.hist:
+            return {"ts": [], "mean": [], "expected": []}
+        ts = [(st.hist_first + i) * st.bucket for i in range(len(st.hist))]
+        mean = [None if math.isnan(v) else round(v, 6) for v in st.hist]
+        exp = [None if st.level is None else round(st.level + self._season(st, t + st.bucket / 2)[0], 6) for t in ts]
+        return {"ts": ts, "mean": mean, "expected": exp}
 
     def window(self, st: SeriesState) -> dict[str, list[Any]]:
         """The recent points (ts, observed, expected) for a chart of the anomaly in context."""
