@@ -5,7 +5,8 @@ from setuptools import setup
 FOLDERS = {"harewatch.producers": "producers", "harewatch.workers": "workers", "harewatch.routing": "routing",
            "harewatch.templates": "templates"}
 PACKAGES = ["harewatch", "harewatch.cli", "harewatch.broker", "harewatch.producers", "harewatch.workers",
-            "harewatch.workers.detection", "harewatch.workers.notify", "harewatch.routing", "harewatch.templates"]
+            "harewatch.workers.detection", "harewatch.workers.notify", "harewatch.routing", "harewatch.templates",
+            "harewatch.serve"]
 
 setup(
     name="harewatch",
@@ -21,6 +22,7 @@ setup(
         "harewatch.routing": ["*.yaml"],
         "harewatch.templates": ["*/*.j2"],
         "harewatch": ["py.typed"],
+        "harewatch.serve": ["pages/*.html", "static/*"],
     },
     install_requires=[
         "pika>=1.3",
@@ -40,9 +42,11 @@ setup(
         "google-re2>=1.1",   # Alertmanager's regex dialect (Go RE2), for every matcher
         "orjson>=3.9",       # anomaly events (with their chart windows) parsed at the router's pace
         "hiredis>=2.0",      # redis-py parses replies in C (the router reads thousands of alerts per flush)
+        "flask>=3.0",        # harewatch serve: pages and Alertmanager's API (Pallets, Jinja2 already here)
+        "waitress>=3.0",     # ... served by a pure-Python production WSGI server (no compiler, no reverse proxy)
     ],
     extras_require={
-        "test": ["pytest>=8", "aiosmtpd>=1.4", "mypy>=1.8"],
+        "test": ["pytest>=8", "aiosmtpd>=1.4", "mypy>=1.8", "selenium>=4.20"],
         "dev": ["pytest>=8", "aiosmtpd>=1.4", "mypy", "ruff"],
     },
     entry_points={"console_scripts": ["harewatch=harewatch.cli:main"]},

@@ -68,6 +68,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("metrics_port", int, 0, "HAREWATCH_METRICS_PORT",
            "Port for the Prometheus /metrics and /healthz endpoint (0: off)."),
     Option("templates_dir", str, "", "HAREWATCH_TEMPLATES_DIR", "Directory of user templates overriding the built-in ones."),
+    Option("serve_token", str, "", "HAREWATCH_SERVE_TOKEN",
+           "Bearer token that harewatch serve asks of writes (silences, replay, purge)."),
+    Option("serve_basic_auth", str, "", "HAREWATCH_SERVE_BASIC_AUTH",
+           "user:password that harewatch serve asks of its pages and writes (basic auth)."),
 )
 
 _PREFIX_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:")
@@ -91,6 +95,8 @@ class Settings:
     log_format: str = "text"
     metrics_port: int = 0
     templates_dir: str = ""
+    serve_token: str = ""
+    serve_basic_auth: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     # -- derived views -------------------------------------------------

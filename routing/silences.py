@@ -21,6 +21,7 @@ class Silence:
     ends_at: float
     comment: str = ""
     created_by: str = ""
+    updated_at: float = 0.0
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
@@ -49,9 +50,13 @@ class SilenceStore:
         for m in matchers:
             parse_matchers(m)  # validate now, not at flush time
         now = self.clock() if start is None else start
-        s = Silence(str(uuid.uuid4()), matchers, now, now + duration, comment, author)
+        s = Silence(str(uuid.uuid4()), matchers, now, now + duration, comment, author, self.clock())
         self.r.hset(self.key, s.id, json.dumps(s.__dict__))
         return s
+
+    def get(self, sid: str) -> Silence | None:
+        raw = self.r.hget(self.key, sid)
+        return Silence(**json.loads(raw)) if raw else None
 
     def all(self) -> list[Silence]:
         return sorted((Silence(**json.loads(v)) for v in self.r.hvals(self.key)), key=lambda s: s.starts_at)
@@ -66,5 +71,6 @@ class SilenceStore:
             sid, raw = matches[0].id, self.r.hget(self.key, matches[0].id)
         s = Silence(**json.loads(raw))
         s.ends_at = min(s.ends_at, self.clock())
+        s.updated_at = self.clock()
         self.r.hset(self.key, s.id, json.dumps(s.__dict__))
         return True

@@ -109,6 +109,12 @@ class Route:
             items = [(k, labels.get(k, "")) for k in self.group_by]
         return "{" + ",".join(f'{k}="{v}"' for k, v in items) + "}"
 
+    def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """The labels of the group an alert with ``labels`` joins on this route (its group_by labels)."""
+        if self.group_by_all:
+            return dict(labels)
+        return {k: labels.get(k, "") for k in self.group_by if k in labels}
+
     def walk(self, depth: int = 0) -> Iterator[tuple["Route", int]]:
         """This route and every route below it, depth first, with their depth."""
         yield self, depth

@@ -31,7 +31,8 @@ def test_compose_file_is_accepted():
     proc = compose_config()
     assert proc.returncode == 0, proc.stderr
     services = yaml.safe_load(proc.stdout)["services"]
-    assert {"rabbitmq", "redis", "detect", "router", "notifier", "beat", "simulator", "mailpit", "sink"} <= set(services)
+    assert {"rabbitmq", "redis", "detect", "router", "notifier", "beat", "simulator", "mailpit", "sink", "serve"} <= set(services)
+    assert "9093" in json.dumps(services["serve"]["ports"]) and services["serve"]["environment"]["HAREWATCH_SERVE_BASIC_AUTH"]
     assert "15672" in json.dumps(services["rabbitmq"]["ports"])
     assert all("healthcheck" in s for s in services.values())
     assert all(s.get("restart") == "unless-stopped" for s in services.values())

@@ -30,11 +30,13 @@ def test_demo_runs_in_its_own_namespace_says_what_happens_and_leaves_nothing(mgm
     root_queues = sorted(q["name"] for q in mgmt.queues("/"))
     base = free_port()
     proc = run_cli(s, "demo", "--duration", "60s", "--series", "14", "--vhost", vhost, "--sink-port",
-                   str(free_port()), "--smtp-port", str(free_port()), "--metrics-port", str(base), timeout=180)
+                   str(free_port()), "--smtp-port", str(free_port()), "--metrics-port", str(base),
+                   "--serve-port", str(free_port()), timeout=180)
     out = proc.stdout
     assert proc.returncode == 0, proc.stderr[-3000:]
     # it said where things are, and they were where it said
     assert f"vhost '{vhost}'" in out and f"/#/queues/{vhost}" in out and "notify.<channel>.dlq" in out
+    assert re.search(r"pages +http://127\.0\.0\.1:\d+/", out)
     webhook = [line for line in out.splitlines() if re.search(r"delivered by webhook +FIRING", line)]
     assert webhook, out[-3000:]
     assert re.search(r"value [-\d.]+ expected [-\d.]+", webhook[0])

@@ -19,7 +19,7 @@ CORE = ("harewatch.settings", "harewatch.errors", "harewatch.messages", "harewat
 # a layer may import its own and lower layers only
 LAYERS = [("core", CORE), ("broker", ("harewatch.broker",)),
           ("domain", ("harewatch.routing", "harewatch.producers", "harewatch.workers.detection")),
-          ("workers", ("harewatch.workers",)), ("cli", ("harewatch.cli", "harewatch.__main__"))]
+          ("workers", ("harewatch.workers", "harewatch.serve")), ("cli", ("harewatch.cli", "harewatch.__main__"))]
 
 
 def layer_of(module: str) -> int:

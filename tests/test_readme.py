@@ -34,7 +34,7 @@ def test_run_command_brings_the_pipeline_up(vhost):
     run, _ = two_commands()
     s = make_settings(vhost, prefix=f"rd{uuid.uuid4().hex[:4]}.")
     ports = []
-    for _ in range(3):
+    for _ in range(4):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             ports.append(sock.getsockname()[1])
@@ -43,7 +43,8 @@ def test_run_command_brings_the_pipeline_up(vhost):
     try:
         proc = subprocess.run([str(ROOT / run), "--duration", "45s", "--vhost", f"harewatch-test-run-{s.prefix}",
                                "--sink-port", str(ports[0]),
-                               "--smtp-port", str(ports[1]), "--metrics-port", str(ports[2] + 100)],
+                               "--smtp-port", str(ports[1]), "--metrics-port", str(ports[2] + 100),
+                               "--serve-port", str(ports[3])],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     finally:
         StateStore(s.redis_url, s.prefix).clear()

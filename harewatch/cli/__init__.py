@@ -34,6 +34,18 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context)
 
 
+def label_pairs(pairs: tuple[str, ...], unquote: bool = True) -> dict[str, str]:
+    """``name=value`` arguments as labels (a value's surrounding double quotes dropped unless ``unquote``
+    is off); a usage error names a malformed one."""
+    out = {}
+    for p in pairs:
+        k, sep, v = p.partition("=")
+        if not sep or not k:
+            raise click.BadParameter(f"labels are name=value, got {p!r}")
+        out[k] = v.strip('"') if unquote else v
+    return out
+
+
 class HarewatchGroup(click.Group):
     """Turns harewatch errors into one clear line on stderr and a meaningful exit code."""
 
@@ -77,7 +89,8 @@ def main(ctx: click.Context, config: str | None, amqp_url: str | None, redis_url
 def _register() -> None:
     import importlib
 
-    for mod in ("topology", "publish", "simulate", "backtest", "routes", "silence", "dlq", "worker", "demo"):
+    for mod in ("topology", "publish", "simulate", "backtest", "routes", "silence", "dlq", "worker", "demo", "series",
+                "serve"):
         try:
             module = importlib.import_module(f"harewatch.cli.{mod}")
         except ModuleNotFoundError as exc:

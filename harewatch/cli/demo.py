@@ -59,9 +59,11 @@ def _metrics(port: int) -> dict[str, float]:
 @click.option("--vhost", default=DEMO_VHOST, show_default=True,
               help="RabbitMQ vhost of the demo's own: created, and deleted on exit.")
 @click.option("--keep", is_flag=True, help="Leave the demo's vhost and Redis keys in place on exit.")
+@click.option("--serve-port", default=9093, show_default=True,
+              help="Port of the pages and Alertmanager API (harewatch serve on 127.0.0.1; 0: none).")
 @pass_ctx
 def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port: int, smtp_port: int,
-        metrics_port: int, quiet_workers: bool, vhost: str, keep: bool) -> None:
+        metrics_port: int, quiet_workers: bool, vhost: str, keep: bool, serve_port: int) -> None:
     """Declare the topology, start detection, router and notifier workers, a simulator, and local sinks;
     show alerts as they are delivered. Ctrl-C stops everything.
 
@@ -82,7 +84,9 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
                             "--backfill", "2d", "--live-from", "3h", "--rate", str(rate), "--anomalies", "1%",
                             "--seed", str(int(t0) % 1000)], env=env, stdout=open(logdir / "simulate.log", "w"),
                            stderr=subprocess.STDOUT, start_new_session=True)
-    click.echo(_where_to_look(s, sinks.base, [port for _, _, port in procs], keep, series, rate))
+    pages = _start_serve(env, logdir, serve_port) if serve_port else None
+    click.echo(_where_to_look(s, sinks.base, [port for _, _, port in procs], keep, series, rate,
+                              f"http://127.0.0.1:{serve_port}/" if pages else None))
     end = t0 + parse_duration(duration) if duration else float("inf")
     stopping = False
 
@@ -107,7 +111,7 @@ def cli(ctx: Context, duration: str | None, series: int, rate: float, sink_port:
     finally:
         status.done()
         counters = watch.counters()
-        _stop([sim] + [p for _, p, _ in procs])
+        _stop([sim] + [p for _, p, _ in procs] + ([pages] if pages else []))
         sinks.close()
         click.echo("\n  metrics: " + ", ".join(f"{k.removeprefix('harewatch_')}={v:g}" for k, v in sorted(counters.items())))
         click.echo(f"  {len(sinks.delivered)} notifications delivered to the local sinks in {time.time() - t0:.0f}s")
@@ -208,11 +212,28 @@ def _start_workers(s: Settings, cfg: Any, env: dict[str, str], logdir: Path, met
     return procs
 
 
-def _where_to_look(s: Settings, base: str, ports: list[int], keep: bool, series: int, rate: float) -> str:
+def _start_serve(env: dict[str, str], logdir: Path, port: int) -> subprocess.Popen[bytes] | None:
+    """``harewatch serve`` on 127.0.0.1:``port`` over the demo's namespace; None (and why) if it cannot listen."""
+    import socket
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            click.echo(f"  (port {port} is taken: no pages; try --serve-port)")
+            return None
+    return subprocess.Popen([sys.executable, "-m", "harewatch", "serve", "--port", str(port)], env=env,
+                            stdout=open(logdir / "serve.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _where_to_look(s: Settings, base: str, ports: list[int], keep: bool, series: int, rate: float,
+                   pages: str | None = None) -> str:
     mgmt = s.management_url.split("@")[-1]
+    shown = (f"    pages            {pages}   (alerts with charts, series, silences, dead letters, routing;\n"
+             f"                     also Alertmanager's API: amtool --alertmanager.url={pages.rstrip('/')} alert query)\n"
+             if pages else "")
     return f"""
   where to look:
-    RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues/{urllib.parse.quote(s.vhost, safe='')}   (guest/guest)
+{shown}    RabbitMQ UI      http://{mgmt.removeprefix('http://')}/#/queues/{urllib.parse.quote(s.vhost, safe='')}   (guest/guest)
     namespace        vhost {s.vhost!r}, names and Redis keys prefixed {s.prefix!r}{'' if keep else ' (removed on exit)'}
     queues           {s.prefix}detect.*  readings awaiting detection
                      {s.prefix}alerts.route  anomalies awaiting the router
@@ -220,6 +241,7 @@ def _where_to_look(s: Settings, base: str, ports: list[int], keep: bool, series:
     dead letters     {s.prefix}notify.<channel>.dlq  (harewatch dlq list / show / replay)
     sink             {base}/received  (what the webhook, Slack and PagerDuty channels sent)
     metrics          {', '.join(f'http://127.0.0.1:{port}/metrics' for port in ports)}
+    series           HAREWATCH_PREFIX={s.prefix} harewatch series list   (and series show METRIC label=value ...)
   simulating {series} series: 2 days of history, then 3 hours at {rate:g}x, then live. Alerts appear below.
 """
 

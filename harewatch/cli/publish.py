@@ -10,7 +10,7 @@ from typing import IO, Any, Iterable, Iterator
 
 import click
 
-from harewatch.cli import EXIT_FAILED, Context, pass_ctx
+from harewatch.cli import EXIT_FAILED, Context, label_pairs, pass_ctx
 from harewatch.errors import HarewatchError, InvalidInput
 
 
@@ -55,7 +55,7 @@ def cli(ctx: Context, metric: str | None, value: float | None, labels: tuple[str
     if path is None:
         if metric is None or value is None:
             raise click.UsageError("give METRIC VALUE [label=value ...] or --file")
-        labs = _kv(labels)
+        labs = label_pairs(labels, unquote=False)
         obj = {"metric": metric, "value": value, "labels": labs, "ts": parse_ts(ts) if ts else time.time()}
         try:
             reading = parse_json_reading(obj)
@@ -71,20 +71,10 @@ def cli(ctx: Context, metric: str | None, value: float | None, labels: tuple[str
     if fast and speed:
         raise click.UsageError("--speed and --as-fast-as-possible contradict each other")
     factor = _speed(speed)
-    published, rejected = publish_file(ctx, path, fmt, factor, batch, _kv(extra), quiet)
+    published, rejected = publish_file(ctx, path, fmt, factor, batch, label_pairs(extra, unquote=False), quiet)
     click.echo(f"{published} readings published, {rejected} lines rejected", err=False)
     if rejected:
         sys.exit(EXIT_FAILED)
-
-
-def _kv(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for p in pairs:
-        k, sep, v = p.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"labels are name=value, got {p!r}")
-        out[k] = v
-    return out
 
 
 def publish_file(ctx: Context, path: str, fmt: str | None, speed: float | None, batch: int,

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from harewatch.cli import Context, pass_ctx
+from harewatch.cli import Context, label_pairs, pass_ctx
 from harewatch.errors import ConfigError
 
 
@@ -36,12 +36,7 @@ def cli() -> None:
 def test(ctx: Context, labels: tuple[str, ...], path: str | None, as_json: bool, firing: str | None) -> None:
     """Which receivers an alert with LABELS (name=value ...) reaches, in routing order, with timings."""
     cfg = _load(ctx, path)
-    lab: dict[str, str] = {}
-    for item in labels:
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise click.BadParameter(f"labels are name=value, got {item!r}")
-        lab[k] = v.strip('"')
+    lab = label_pairs(labels)
     rc = cfg.routing
     if firing:
         with open(firing, encoding="utf-8") as fh:
