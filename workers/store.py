@@ -172,10 +172,9 @@ class StateStore:
              deadlines: Mapping[str, Mapping[str, float]] | None = None,
              anomalies: Mapping[str, list[bytes]] | None = None) -> None:
         """Write states, last-seen times, new metadata, retirement deadlines (``{metric: {fp: event
-        time}}``), each series' latest anomalies (newest last) and the readings counter in one round trip."""
+        time}}``), each series' latest anomalies (newest last) and the readings counter in one round trip.
+        The counter goes last, so whoever sees the readings counted also sees what they wrote."""
         p = self.r.pipeline(transaction=False)
-        if readings:
-            p.incrby(f"{self.ns}stats:readings", readings)
         for fp, blob in states.items():
             p.set(self._k("state", fp), blob)
         if last_seen:
@@ -193,6 +192,8 @@ class StateStore:
         cm = list(clear_missing)
         if cm:
             p.delete(*[self._k("missing", fp) for fp in cm])
+        if readings:    # last: Redis runs one connection's commands in order, so a reader who sees the
+            p.incrby(f"{self.ns}stats:readings", readings)   # count also sees everything they wrote
         p.execute()
 
     # series lifecycle ---------------------------------------------------------
