@@ -28,7 +28,8 @@ import numpy as np
 import orjson
 
 from harewatch.workers.detection import calibration as cal
-from harewatch.workers.detection.seasonality import AUTO_CANDIDATES, bucket_seconds, infer_periods
+from harewatch.workers.detection.seasonality import (AUTO_CANDIDATES, DAY, WEEK, bucket_seconds, infer_periods,
+                                                      week_before_provable)
 from harewatch.workers.detection.stl import Fit, fit_seasonal, seasonal_naive
 
 COLD_POINTS = 30          # points before the robust level model takes over
@@ -381,6 +382,10 @@ class Detector:
         periods = self.s.periods
         if periods is None:
             periods = infer_periods(x, st.bucket)
+            if WEEK not in periods and len(x) * st.bucket < 2 * WEEK + 4 * st.bucket and DAY in periods \
+                    and (st.model_periods == (WEEK,) or week_before_provable(x, st.bucket)):
+                # a weekly cycle not yet provable but plain to see: last week, until a second week proves it
+                return seasonal_naive(x, first, st.bucket, WEEK)
         if not periods:
             return None
         got = fit_seasonal(x, first, st.bucket, periods)
@@ -415,10 +420,16 @@ class Detector:
         st.fitted_at = st.last_ts
         st.fit_req = None
         every = self._refit_every(st)
-        if fit is None or fit.method == "seasonal_naive":
-            # not the full model yet: look again soon, as history grows
+        if fit is None or fit.method == "seasonal_naive" or self._week_unproven(st):
+            # not the full model yet (or a weekly cycle may yet show): look again soon, as history grows
             every = min(every, max(min(self._periods_for_history() or (86400.0,)) / 4, 3600.0))
         st.refit_at = (st.last_ts or 0.0) + every
+
+    def _week_unproven(self, st: SeriesState) -> bool:
+        """Periods are inferred, and the history is between one week and the two a weekly cycle needs."""
+        if self.s.periods is not None or WEEK not in AUTO_CANDIDATES or not st.bucket:
+            return False
+        return WEEK + DAY <= len(st.hist) * st.bucket < 2 * WEEK + 4 * st.bucket
 
     def refit(self, st: SeriesState) -> None:
         """Fit and install in one call (what the backtest and benchmarks do inline)."""

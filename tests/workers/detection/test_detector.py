@@ -316,3 +316,29 @@ def test_calibrated_rate_on_gaussian_noise_is_near_its_promise():
     thr = calibration.value_at(c, p)
     rate = float(np.mean(xs[20_000:] >= thr))
     assert rate <= 3 * p      # conservative: never far more alerts than promised
+
+
+def test_weekdays_and_weekends_barely_alert_in_the_second_week():
+    """Business traffic (weekdays high, weekends low): before a second week proves the weekly cycle,
+    last week stands in for it, so the second weekend and the Monday after do not alert (a daily model
+    alone raised 32 alerts in the second weeks of these twelve series)."""
+    week2 = []
+    for seed in range(12):
+        s = corpus_clean("weekly_holiday", seed, days=16)
+        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
+        week2 += [(seed, (t - s.ts[0]) / DAY) for t, r in zip(s.ts.tolist(), res)
+                  if r.onset and 8 * DAY <= t - s.ts[0] < 15 * DAY]
+    assert len(week2) <= 8, week2
+
+
+def test_a_daily_series_is_not_taken_for_a_weekly_one():
+    """Last week's noise on top of yesterday's: a series with only a daily cycle keeps its daily model."""
+    s = corpus_clean("small_noise_wave", 0, days=12)
+    det = Detector(DetectorSettings())
+    st = det.new_state()
+    methods = set()
+    for t, x in zip(s.ts.tolist(), s.x.tolist()):
+        det.update(st, t, x)
+        if t - s.ts[0] > 8 * DAY:
+            methods.add((st.method, st.model_periods))
+    assert methods == {("stl", (DAY,))}
