@@ -100,7 +100,7 @@ def show(ctx: Context, metric: str, labels: tuple[str, ...], points: int, as_jso
     click.echo(f"  points {d['points']}, last seen {d['last_seen']}, one every {every}")
     click.echo(f"  model {m['method']}, periods {periods}, last refit {m['fitted_at'] or 'never'}, "
                f"next refit {d['refit_at'] or '-'}, confidence {d['confidence']}")
-    band = f"±{d['band_halfwidth']:.4g}" if d["band_halfwidth"] is not None else "not yet"
+    band = f"-{d['band_below']:.4g}/+{d['band_above']:.4g}" if d["band_above"] is not None else "not yet"
     click.echo(f"  alert score threshold {d['threshold']:.3f}, band {band}; missing after "
                f"{format_duration(d['missing_after_seconds'])}, retired after "
                f"{format_duration(d['retire_after_seconds'])} without readings; state {_size(d['state_bytes'])}")

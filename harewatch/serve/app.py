@@ -68,12 +68,12 @@ def series_chart(d: dict[str, Any], span: float | None) -> dict[str, Any]:
     cut = recent_ts[0] if recent_ts else float("inf")
     rows = [(t, m, e) for t, m, e in zip(h["ts"], h["mean"], h["expected"]) if start <= t < cut]
     rows += [(t, p["value"], p["expected"]) for t, p in zip(recent_ts, d["recent"]) if t >= start]
-    half = d["band_halfwidth"]
+    below, above = d["band_below"], d["band_above"]
     marks = [[a["ts"], a["value"]] for a in d["anomalies"]
              if a["ts"] >= start and a["type"] != "missing_data" and a["value"] is not None]
     return {"ts": [r[0] for r in rows], "observed": [r[1] for r in rows], "expected": [r[2] for r in rows],
-            "lower": [None if r[2] is None or half is None else r[2] - half for r in rows],
-            "upper": [None if r[2] is None or half is None else r[2] + half for r in rows], "marks": marks}
+            "lower": [None if r[2] is None or below is None else r[2] - below for r in rows],
+            "upper": [None if r[2] is None or above is None else r[2] + above for r in rows], "marks": marks}
 
 
 def create_app(config: Any, settings: Settings, guard: Guard, clock: Callable[[], float] = time.time) -> Flask:

@@ -59,7 +59,7 @@ def test_list_show_and_forget(scored: Any) -> None:
 
     shown = json.loads(run_cli(s, "series", "show", "web_load", "host=h1", "team=web", "--json").stdout)
     assert shown["points"] == 864 and shown["model"]["periods"] == [86400] and shown["confidence"] == "high"
-    assert shown["model"]["fitted_at"] is not None and shown["band_halfwidth"] > 0
+    assert shown["model"]["fitted_at"] is not None and shown["band_below"] > 0 and shown["band_above"] > 0
     last = shown["recent"][-1]
     assert last["value"] == 400.0 and not last["lower"] <= last["value"] <= last["upper"]
     assert shown["anomalies"][0]["type"] == "spike" and shown["anomalies"][0]["value"] == 400.0

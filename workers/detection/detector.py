@@ -167,7 +167,8 @@ class SeriesState:
     late_skipped: int = 0
     duplicates: int = 0
     # calibration and episodes
-    cal_pt: list[float] = field(default_factory=lambda: cal.new(cal.POINT))
+    cal_pt: list[float] = field(default_factory=lambda: cal.new(cal.POINT))   # points above expected
+    cal_dn: list[float] = field(default_factory=lambda: cal.new(cal.POINT))   # ... and below: tails differ
     cal_ls: list[float] = field(default_factory=lambda: cal.new(cal.LEVEL))
     cal_vc: list[float] = field(default_factory=lambda: cal.new(cal.SPREAD))
     amplitude: float = 0.0           # range of the seasonal profile (at the last fit)
@@ -187,7 +188,7 @@ class SeriesState:
     # -- serialisation ------------------------------------------------------
     _ARRAYS = ("profile", "ph_abs", "hist")
     _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin",
-              "cal_pt", "cal_ls", "cal_vc")
+              "cal_pt", "cal_dn", "cal_ls", "cal_vc")
 
     def to_bytes(self) -> bytes:
         """Compact bytes: a JSON header of scalars (orjson; a non-finite float as ``{"$f": "inf"}``), then the
@@ -241,6 +242,8 @@ class SeriesState:
                 if isinstance(v, dict) and "$f" in v:
                     v = float(v["$f"])
                 setattr(st, name, v)
+        if "cal_dn" not in head:    # a state from before the two tails: the lower starts as the (two-sided) upper
+            st.cal_dn = list(st.cal_pt)
         return st
 
     def memory_bytes(self) -> int:
@@ -402,7 +405,8 @@ class Detector:
             if not st.seasoned:
                 st.seasoned = True
                 # the first seasonal model: what the level model's residuals taught the tails does not apply
-                st.cal_pt, st.cal_ls, st.cal_vc = cal.new(cal.POINT), cal.new(cal.LEVEL), cal.new(cal.SPREAD)
+                st.cal_pt, st.cal_dn = cal.new(cal.POINT), cal.new(cal.POINT)
+                st.cal_ls, st.cal_vc = cal.new(cal.LEVEL), cal.new(cal.SPREAD)
             prof = array("d", fit.profile.tolist())
             st.amplitude = float(fit.profile.max() - fit.profile.min())
             if st.ph_abs is None or len(st.ph_abs) != len(prof):
@@ -554,13 +558,18 @@ class Detector:
         z = r / sigma
         az = z if z >= 0 else -z
         iv = st.interval or 60.0
-        # the point against this series' own tail: the alert threshold as a value of |z|
+        # the point against this series' own tail on its side (counts, latencies and idle CPU burst up and
+        # barely dip): each tail is promised half the false-alarm rate; the thresholds as values of |z|
         p_thr = cal.target_rate(s.threshold, iv)
-        z_thr = cal.value_at(st.cal_pt, p_thr)
-        s_pt = cal.surprise(cal.tail_probability(st.cal_pt, az), iv)
+        z_up = cal.value_at(st.cal_pt, 0.5 * p_thr)
+        z_dn = cal.value_at(st.cal_dn, 0.5 * p_thr)
+        p_pt = 2.0 * cal.tail_probability(st.cal_pt if z >= 0 else st.cal_dn, az)
+        s_pt = cal.surprise(p_pt if p_pt < 1.0 else 1.0, iv)
         res.expected, res.score, res.surprise = exp, z, s_pt
-        band = max(z_thr * sigma, s.min_deviation)
-        res.lower, res.upper = exp - band, exp + band
+        up = z_up * sigma
+        dn = z_dn * sigma
+        res.lower = exp - (dn if dn > s.min_deviation else s.min_deviation)
+        res.upper = exp + (up if up > s.min_deviation else s.min_deviation)
         res.confidence = self.confidence(st)
         dev_ok = (r if r >= 0 else -r) >= s.min_deviation
         if not learn:
@@ -587,7 +596,7 @@ class Detector:
             typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
         res.surprise = surprise
         self._episode(st, res, typ, surprise, candidate)
-        self._learn(st, res, x, exp, r, az, sigma, ph, z_thr, s_pt)
+        self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt)
 
     def _flatline(self, st: SeriesState, x: float) -> bool:
         """True while the value has stayed put improbably long for this series (a stuck sensor or exporter).
@@ -680,10 +689,13 @@ class Detector:
         st.z2sum = 0.0
         return s_vc
 
-    def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, az: float, sigma: float,
-               ph: int, z_thr: float, s_pt: float) -> None:
+    def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, z: float, sigma: float,
+               ph: int, z_up: float, z_dn: float, s_pt: float) -> None:
         """Learn from the point after deciding on it (clipped, so anomalies barely move the model)."""
-        self._learn_tail(st, st.cal_pt, az, cal.POINT, z_thr, res.anomaly)
+        # a point past the threshold is learned as an anomaly even when it raised nothing (k of n unconfirmed)
+        odd = res.anomaly or s_pt >= self.s.threshold
+        self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
+        self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
         lim = 3.0 * sigma
         innov = x - exp
         innov = lim if innov > lim else -lim if innov < -lim else innov
@@ -701,15 +713,18 @@ class Detector:
                 st.ph_abs[ph] += 0.02 * (ar / st.ew_abs - st.ph_abs[ph])
 
     @staticmethod
-    def _learn_tail(st: SeriesState, c: list[float], x: float, prior: cal.Prior, cap: float, anomalous: bool) -> None:
+    def _learn_tail(st: SeriesState, c: list[float], x: float, prior: cal.Prior, cap: float, anomalous: bool,
+                    again: bool = False) -> None:
         """Teach a calibrator its statistic's value; inside an episode only one value in ANOMALY_LEARN is
         taken, so anomalies do not make anomalies look normal, yet a series whose normal is wild adapts; a
-        series that raised CRYING_WOLF episodes lately learns from every point, its alarms were its normal."""
+        series that raised CRYING_WOLF episodes lately learns from every point, its alarms were its normal.
+        ``again``: the same point, for a second calibrator (counted once)."""
         if anomalous:
             if st.onsets_ew >= CRYING_WOLF:
                 cap = math.inf
             else:
-                st.anom_seen += 1
+                if not again:
+                    st.anom_seen += 1
                 if st.anom_seen % ANOMALY_LEARN:
                     return
         cal.learn(c, x, prior, cap)
@@ -863,22 +878,24 @@ class Detector:
         """What the detector knows of one series, for people (``harewatch series show``): its model,
         confidence, alert threshold, the band a next point may move in unalerted, its recent points."""
         from harewatch.times import iso
-        band = None
+        below = above = None
         if st.level is not None and st.last_ts is not None:
             _, ph = self._season(st, st.last_ts)
-            z_thr = cal.value_at(st.cal_pt, cal.target_rate(self.s.threshold, st.interval or 60.0))
-            band = max(z_thr * self._sigma(st, ph), self.s.min_deviation)
+            p = 0.5 * cal.target_rate(self.s.threshold, st.interval or 60.0)
+            sig = self._sigma(st, ph)
+            below = max(cal.value_at(st.cal_dn, p) * sig, self.s.min_deviation)
+            above = max(cal.value_at(st.cal_pt, p) * sig, self.s.min_deviation)
         return {
             "points": st.n, "last_seen": iso(st.last_ts) if st.last_ts else None,
             "interval_seconds": st.interval, "model": self.model_info(st),
             "refit_at": iso(st.refit_at) if st.refit_at else None,
             "confidence": self.confidence(st) if st.level is not None else "low",
-            "threshold": self.s.threshold, "band_halfwidth": band, "in_episode": st.in_episode,
+            "threshold": self.s.threshold, "band_below": below, "band_above": above, "in_episode": st.in_episode,
             "missing_after_seconds": self.missing_limit(st), "retire_after_seconds": self.retire_limit(st),
             "state_bytes": len(st.to_bytes()),
             "recent": [{"ts": iso(t), "value": x, "expected": round(e, 6),
-                        "lower": round(e - band, 6) if band is not None else None,
-                        "upper": round(e + band, 6) if band is not None else None}
+                        "lower": round(e - below, 6) if below is not None else None,
+                        "upper": round(e + above, 6) if above is not None else None}
                        for t, x, e in zip(st.recent_ts, st.recent_x, st.recent_e)],
         }
 

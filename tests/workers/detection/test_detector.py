@@ -342,3 +342,25 @@ def test_a_daily_series_is_not_taken_for_a_weekly_one():
         if t - s.ts[0] > 8 * DAY:
             methods.add((st.method, st.model_periods))
     assert methods == {("stl", (DAY,))}
+
+
+def test_a_series_that_bursts_up_still_catches_dips():
+    """Heavy-tailed counts burst far up and never far down: each side has its own tail, so a 5-sigma dip
+    is caught although 5-sigma bursts are normal (one tail for both sides caught none of these eight)."""
+    hit = 0
+    for seed in range(4):
+        s = corpus_injected("bursty_counts", seed, days=21)
+        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
+        hit += sum(any(r.anomaly for r in res[i:i + 6]) for i, kind, _ in s.labels if kind == "dip")
+    assert hit >= 5
+
+
+def test_the_band_is_wider_on_the_side_the_series_bursts_to():
+    s = corpus_clean("bursty_counts", 0, days=10)
+    det = Detector(DetectorSettings())
+    st = det.new_state()
+    for t, x in zip(s.ts.tolist(), s.x.tolist()):
+        res = det.update(st, t, x)
+    assert res.upper - res.expected > 1.2 * (res.expected - res.lower)
+    d = det.describe(st)
+    assert d["band_above"] > 1.2 * d["band_below"]
