@@ -95,7 +95,7 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
     if shape == "weekly_holiday":            # business traffic: weekdays high, weekends low, one holiday
         day = ((ts - T0) // DAY).astype(int)
         weekday = (day + 2) % 7            # T0 is a Wednesday
-        workday = (weekday < 5) & (day != 10)
+        workday = (weekday < 5) & (day != 16)   # day 16 is a Friday
         p = 100 + np.where(workday, 80.0, 15.0) * np.clip(_daily(ts), 0, None)
         return ts, p + rng.normal(0, 4.0, n), p
     if shape == "sensor_ar1":                # machine temperature: slow autocorrelated wander
