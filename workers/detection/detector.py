@@ -263,6 +263,8 @@ class Detector:
         s = self.s
         self._mask = (1 << s.confirm_n) - 1
         self._exit = min(cal.score_for_period(EXIT_PERIOD), 0.8 * s.threshold)
+        self._hist_lens: dict[float, int] = {}     # per bucket width (asked at every closed bucket)
+        self._alphas: dict[float, float] = {}      # level smoothing per sampling interval (asked at every point)
 
     def new_state(self, key: str | None = None) -> SeriesState:
         """A fresh series state; ``key`` (the series fingerprint) staggers its refits
@@ -285,7 +287,10 @@ class Detector:
         st.bucket = bucket_seconds(st.interval, periods)
 
     def _hist_len(self, st: SeriesState) -> int:
-        return int(round(HIST_CYCLES * max(self._periods_for_history()) / st.bucket))
+        h = self._hist_lens.get(st.bucket)
+        if h is None:
+            h = self._hist_lens[st.bucket] = int(round(HIST_CYCLES * max(self._periods_for_history()) / st.bucket))
+        return h
 
     def _season(self, st: SeriesState, ts: float) -> tuple[float, int]:
         """The seasonal value at ``ts`` (linear between bucket centres, except across a step, where the
@@ -758,10 +763,13 @@ class Detector:
             st.quiet = 0
 
     def _alpha_level(self, st: SeriesState) -> float:
+        """The level's smoothing: an hour of points (at least 10)."""
         iv = st.interval or 60.0
-        w = max(10.0, 3600.0 / iv)
-        a = 2.0 / (w + 1.0)
-        return 0.3 if a > 0.3 else a
+        a = self._alphas.get(iv)
+        if a is None:
+            a = min(0.3, 2.0 / (max(10.0, 3600.0 / iv) + 1.0))
+            self._alphas[iv] = a
+        return a
 
     def _dir_ok(self, z: float) -> bool:
         d = self.s.direction
@@ -853,7 +861,12 @@ class Detector:
     def returned(self, st: SeriesState, ts: float, key: str | None = None) -> SeriesState | None:
         """A fresh state if a point at ``ts`` comes after the series was retired (silent past
         :meth:`retire_limit`), saying how long it was away; else None."""
-        if st.last_ts is None or ts - st.last_ts < self.retire_limit(st):
+        if st.last_ts is None:
+            return None
+        gap = ts - st.last_ts
+        # the configured limit or the least an automatic one can be, before working it out (every point asks)
+        if gap < (self.s.retire_after if self.s.retire_after is not None else RETIRE_MIN) \
+                or gap < self.retire_limit(st):
             return None
         fresh = self.new_state(key)
         fresh.returned_after = ts - st.last_ts
