@@ -193,13 +193,13 @@ class Engine:
             by_metric[by_series[fp][0].metric][fp] = len(by_series[fp])
         now = self.clock()
         for metric, counts in by_metric.items():
-            adm = self.store.admit(metric, self.config.metric(metric).max_series, counts, now)
+            limit = self.config.metric(metric).max_series
+            adm = self.store.admit(metric, limit, counts, now)
             if not adm.rejected:
                 continue
             rejected = sorted(adm.rejected)
             out.rejected[metric] = out.rejected.get(metric, 0) + sum(counts[fp] for fp in rejected)
             quota = max(0, INVALID_PER_EPISODE - adm.episode_before)
-            limit = self.config.metric(metric).max_series
             for fp in rejected:
                 del fresh[fp]
                 self.cache.pop(fp, None)

@@ -85,7 +85,6 @@ if #out > 0 then
   -- a retired series is remembered (by event time) about as long as it was kept, at most ttl: the
   -- tombstones of churning series must not pile up
   redis.call('zremrangebyscore', tomb, '-inf', mark - math.min(tonumber(ttl), 2 * keep))
-  redis.call('incrby', ns .. 'stats:retired', #out)
   redis.call('hincrby', ns .. 'stats:retired_by_metric', metric, #out)
 end
 return out
@@ -213,7 +212,7 @@ class StateStore:
 
     def retire(self, metric: str, fps: Iterable[str], mark: float) -> list[Retired]:
         """Delete these series (state, meta, open-missing mark, indexes) if still due at ``mark``, leaving
-        a tombstone so a comeback says so; counted in ``stats:retired``."""
+        a tombstone so a comeback says so; counted per metric in ``stats:retired_by_metric``."""
         fps = list(fps)
         if not fps:
             return []

@@ -139,13 +139,13 @@ class View:
                     if matchers and not matches_all(matchers, {**labels, "__name__": name}):
                         continue
                     blob = states.get(fp)
-                    d = det.describe(SeriesState.from_bytes(blob)) if blob else {}
+                    st = SeriesState.from_bytes(blob) if blob else None
                     last = seen.get(fp)
                     rows.append({"series": fp, "metric": name, "labels": labels, "name": series_name(name, labels),
-                                 "last_seen": iso(last) if last else None,
-                                 "points": d.get("points", 0), "periods": d.get("model", {}).get("periods", []),
-                                 "confidence": d.get("confidence"), "state_bytes": len(blob) if blob else 0,
-                                 "open_alerts": alerts.get(fp, [])})
+                                 "last_seen": iso(last) if last else None, "points": st.n if st else 0,
+                                 "periods": det.model_info(st)["periods"] if st else [],
+                                 "confidence": det.confidence(st) if st else None,
+                                 "state_bytes": len(blob) if blob else 0, "open_alerts": alerts.get(fp, [])})
                     shown += 1
                     if shown >= limit:
                         break

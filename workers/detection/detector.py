@@ -29,7 +29,7 @@ import orjson
 
 from harewatch.workers.detection import calibration as cal
 from harewatch.workers.detection.seasonality import (AUTO_CANDIDATES, DAY, WEEK, bucket_seconds, infer_periods,
-                                                      week_before_provable)
+                                                      too_short_for, week_before_provable)
 from harewatch.workers.detection.stl import Fit, fit_seasonal, seasonal_naive
 
 COLD_POINTS = 30          # points before the robust level model takes over
@@ -390,7 +390,7 @@ class Detector:
         periods = self.s.periods
         if periods is None:
             periods = infer_periods(x, st.bucket)
-            if WEEK not in periods and len(x) * st.bucket < 2 * WEEK + 4 * st.bucket and DAY in periods \
+            if WEEK not in periods and DAY in periods and too_short_for(WEEK, len(x), st.bucket) \
                     and (st.model_periods == (WEEK,) or week_before_provable(x, st.bucket)):
                 # a weekly cycle not yet provable but plain to see: last week, until a second week proves it
                 return seasonal_naive(x, first, st.bucket, WEEK)
@@ -436,9 +436,10 @@ class Detector:
 
     def _week_unproven(self, st: SeriesState) -> bool:
         """Periods are inferred, and the history is between one week and the two a weekly cycle needs."""
-        if self.s.periods is not None or WEEK not in AUTO_CANDIDATES or not st.bucket:
+        if self.s.periods is not None or not st.bucket:
             return False
-        return WEEK + DAY <= len(st.hist) * st.bucket < 2 * WEEK + 4 * st.bucket
+        n = len(st.hist)
+        return n * st.bucket >= WEEK + DAY and too_short_for(WEEK, n, st.bucket)
 
     def refit(self, st: SeriesState) -> None:
         """Fit and install in one call (what the backtest and benchmarks do inline)."""
@@ -566,8 +567,7 @@ class Detector:
         # the point against this series' own tail on its side (counts, latencies and idle CPU burst up and
         # barely dip): each tail is promised half the false-alarm rate; the thresholds as values of |z|
         p_thr = cal.target_rate(s.threshold, iv)
-        z_up = cal.value_at(st.cal_pt, 0.5 * p_thr)
-        z_dn = cal.value_at(st.cal_dn, 0.5 * p_thr)
+        z_up, z_dn = self._z_limits(st, p_thr)
         p_pt = 2.0 * cal.tail_probability(st.cal_pt if z >= 0 else st.cal_dn, az)
         s_pt = cal.surprise(p_pt if p_pt < 1.0 else 1.0, iv)
         res.expected, res.score, res.surprise = exp, z, s_pt
@@ -602,6 +602,12 @@ class Detector:
         res.surprise = surprise
         self._episode(st, res, typ, surprise, candidate)
         self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt)
+
+    @staticmethod
+    def _z_limits(st: SeriesState, p_thr: float) -> tuple[float, float]:
+        """The alert thresholds as values of |z| above and below the expected value: each tail is promised
+        half the false-alarm rate ``p_thr``."""
+        return cal.value_at(st.cal_pt, 0.5 * p_thr), cal.value_at(st.cal_dn, 0.5 * p_thr)
 
     def _flatline(self, st: SeriesState, x: float) -> bool:
         """True while the value has stayed put improbably long for this series (a stuck sensor or exporter).
@@ -869,7 +875,7 @@ class Detector:
                 or gap < self.retire_limit(st):
             return None
         fresh = self.new_state(key)
-        fresh.returned_after = ts - st.last_ts
+        fresh.returned_after = gap
         return fresh
 
     def model_info(self, st: SeriesState) -> dict[str, Any]:
@@ -884,7 +890,10 @@ class Detector:
         return info
 
     def confidence(self, st: SeriesState) -> str:
-        """``high`` once the series has a seasonal model (or is configured to have none), else ``low``."""
+        """``high`` once the series has a seasonal model (or is configured to have none), else ``low``
+        (and ``low`` before it has a level at all)."""
+        if st.level is None:
+            return "low"
         return "high" if st.profile is not None or st.fitted_at is not None or self.s.periods == () else "low"
 
     def describe(self, st: SeriesState) -> dict[str, Any]:
@@ -894,15 +903,15 @@ class Detector:
         below = above = None
         if st.level is not None and st.last_ts is not None:
             _, ph = self._season(st, st.last_ts)
-            p = 0.5 * cal.target_rate(self.s.threshold, st.interval or 60.0)
+            z_up, z_dn = self._z_limits(st, cal.target_rate(self.s.threshold, st.interval or 60.0))
             sig = self._sigma(st, ph)
-            below = max(cal.value_at(st.cal_dn, p) * sig, self.s.min_deviation)
-            above = max(cal.value_at(st.cal_pt, p) * sig, self.s.min_deviation)
+            below = max(z_dn * sig, self.s.min_deviation)
+            above = max(z_up * sig, self.s.min_deviation)
         return {
             "points": st.n, "last_seen": iso(st.last_ts) if st.last_ts else None,
             "interval_seconds": st.interval, "model": self.model_info(st),
             "refit_at": iso(st.refit_at) if st.refit_at else None,
-            "confidence": self.confidence(st) if st.level is not None else "low",
+            "confidence": self.confidence(st),
             "threshold": self.s.threshold, "band_below": below, "band_above": above, "in_episode": st.in_episode,
             "missing_after_seconds": self.missing_limit(st), "retire_after_seconds": self.retire_limit(st),
             "state_bytes": len(st.to_bytes()),

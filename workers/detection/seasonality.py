@@ -47,6 +47,11 @@ def acf_at(x: np.ndarray, lag: int) -> float:
     return float((a * b).sum() / den) if den > 0 else 0.0
 
 
+def too_short_for(period: float, n: int, bucket: float) -> bool:
+    """Whether ``n`` buckets are too few to prove a cycle of ``period``: two cycles of it are needed."""
+    return n < 2 * int(round(period / bucket)) + 4
+
+
 def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, ...] = AUTO_CANDIDATES,
                   min_acf: float = 0.3) -> tuple[float, ...]:
     """Periods (seconds) among ``candidates`` that the history shows, () when none.
@@ -61,7 +66,7 @@ def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, .
     found: list[float] = []
     for p in sorted(candidates):
         lag = int(round(p / bucket))
-        if lag < 4 or len(x) < 2 * lag + 4:     # two cycles of each: a weekly pattern is known after two weeks
+        if lag < 4 or too_short_for(p, len(x), bucket):   # a weekly pattern is known after two weeks
             continue
         # what the shorter periods found so far do not explain: their mean shape per phase removed
         rest = x.copy()
@@ -95,7 +100,7 @@ def week_before_provable(history: np.ndarray, bucket: float, ratio: float = 0.5)
     """
     day, week = int(round(DAY / bucket)), int(round(WEEK / bucket))
     n = len(history)
-    if day < 4 or n < week + day or n >= 2 * week + 4:
+    if day < 4 or n < week + day or not too_short_for(WEEK, n, bucket):
         return False
     x = history
     now = x[week:]
