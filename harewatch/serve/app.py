@@ -50,10 +50,14 @@ def alert_chart(v: AlertView) -> dict[str, Any]:
         return {}
     ts = [parse_ts(t) for t in ev.window["ts"]]
     exp = list(ev.window.get("expected") or [])
-    half = (ev.upper - ev.expected) if ev.upper is not None and ev.expected is not None else None
+    lo, mid, hi = ev.lower, ev.expected, ev.upper
+    known = lo is not None and mid is not None and hi is not None
+    # the band is wider on the side the series bursts to
+    below = mid - lo if lo is not None and mid is not None else 0.0
+    above = hi - mid if hi is not None and mid is not None else 0.0
     return {"ts": ts, "observed": list(ev.window.get("observed") or []), "expected": exp,
-            "lower": [e - half for e in exp] if half is not None else [],
-            "upper": [e + half for e in exp] if half is not None else [],
+            "lower": [e - below for e in exp] if known else [],
+            "upper": [e + above for e in exp] if known else [],
             "marks": [[ev.ts, ev.value]] if ev.type != "missing_data" and ev.value is not None else []}
 
 
