@@ -233,8 +233,10 @@ def test_two_workers_find_what_one_finds(vhost_factory, worker_factory):
         ch = conn.channel()
         q = ch.queue_declare("", exclusive=True).method.queue
         ch.queue_bind(q, s.prefix + "anomalies", "#")
-        for i in range(count):
-            worker_factory(s, "--detect", "all", "-Q", s.prefix + "harewatch.tasks", name=f"two{count}{i}").start()
+        workers = [worker_factory(s, "--detect", "all", "-Q", s.prefix + "harewatch.tasks", name=f"two{count}{i}")
+                   for i in range(count)]
+        for w in workers:
+            w.start()
         with Publisher(settings=s, batch_size=10) as pub:
             pub.publish(readings)
         wait_scored(s, readings)
@@ -242,5 +244,7 @@ def test_two_workers_find_what_one_finds(vhost_factory, worker_factory):
         evs = get_all(ch, q, timeout=2)
         found.append(sorted((json.loads(b)["series"], json.loads(b)["type"], json.loads(b)["ts"]) for _, _, b in evs))
         conn.close()
+        for w in workers:
+            w.stop()        # first: a refit task finishing later would write into the cleared namespace
         StateStore(s.redis_url, s.prefix).clear()
     assert found[0] and found[0] == found[1]
