@@ -85,11 +85,11 @@ class Prior:
 
 
 # |residual| / scale, a point on its own: Gaussian noise has u = 2.3 and peaks of mean 0.4
-POINT = Prior(u=2.4, sigma=0.45, u_min=2.0, sigma_min=0.38)
+POINT: Prior = Prior(u=2.4, sigma=0.45, u_min=2.0, sigma_min=0.38)
 # |mean of the last 5 residuals| / scale: a sustained move
-LEVEL = Prior(u=1.3, sigma=0.35, u_min=0.9, sigma_min=0.2)
+LEVEL: Prior = Prior(u=1.3, sigma=0.35, u_min=0.9, sigma_min=0.2)
 # mean of the last 30 squared residuals / scale**2: more spread
-SPREAD = Prior(u=1.9, sigma=0.35, u_min=1.4, sigma_min=0.15)
+SPREAD: Prior = Prior(u=1.9, sigma=0.35, u_min=1.4, sigma_min=0.15)
 
 # the calibrator's state: [u, n, s1, s2, k, sigma, gamma, rate]: the quantile, points seen, the
 # exponentially forgotten sums of the excesses over u (and of their squares) and their weight, the fitted

@@ -21,7 +21,7 @@ import json
 import math
 import struct
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -117,6 +117,12 @@ class PointResult:
     _s01: float = 0.0
 
 
+# a state's fields kept as raw doubles when serialised: float arrays, and lists of floats
+_ARRAYS = ("profile", "ph_abs", "hist")
+_LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin",
+          "cal_pt", "cal_dn", "cal_ls", "cal_vc")
+
+
 @dataclass(slots=True)
 class SeriesState:
     """Everything the detector knows about one series."""
@@ -186,10 +192,6 @@ class SeriesState:
     returned_after: float = 0.0      # it came back after this long retired (said in its first event)
 
     # -- serialisation ------------------------------------------------------
-    _ARRAYS = ("profile", "ph_abs", "hist")
-    _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin",
-              "cal_pt", "cal_dn", "cal_ls", "cal_vc")
-
     def to_bytes(self) -> bytes:
         """Compact bytes: a JSON header of scalars (orjson; a non-finite float as ``{"$f": "inf"}``), then the
         float arrays and lists as raw doubles. Written at every checkpoint for every series that changed."""
@@ -209,7 +211,7 @@ class SeriesState:
             if v.__class__ is float and not math.isfinite(v):
                 v = {"$f": repr(v)}
             head[name] = v
-        hb = orjson.dumps(head)
+        hb: bytes = orjson.dumps(head)
         return b"HW2" + struct.pack("<I", len(hb)) + hb + b"".join(blobs)
 
     @classmethod
@@ -221,13 +223,12 @@ class SeriesState:
         head = json.loads(data[7:7 + hl]) if magic == b"HW1" else orjson.loads(data[7:7 + hl])
         pos = 7 + hl
         st = cls()
-        known = set(cls.__slots__)
         for name, v in head.items():
-            if name not in known:   # written by a newer version: skip its bytes, keep the rest
+            if name not in _KNOWN:   # written by a newer version: skip its bytes, keep the rest
                 if isinstance(v, list) and len(v) == 2 and isinstance(v[0], str):
                     pos += v[1]
                 continue
-            if name in cls._ARRAYS or name in cls._LISTS:
+            if name in _BLOBS:
                 if v is None:
                     setattr(st, name, None)
                     continue
@@ -235,7 +236,7 @@ class SeriesState:
                 a = array(code)
                 a.frombytes(data[pos:pos + ln])
                 pos += ln
-                setattr(st, name, a if name in cls._ARRAYS else a.tolist())
+                setattr(st, name, a if name in _ARRAYS else a.tolist())
             elif name == "model_periods":
                 st.model_periods = tuple(v)
             else:
@@ -251,8 +252,11 @@ class SeriesState:
         return len(self.to_bytes())
 
 
-_BLOB_SLOTS = tuple(n for n in SeriesState.__slots__ if n in SeriesState._ARRAYS or n in SeriesState._LISTS)
-_SCALAR_SLOTS = tuple(n for n in SeriesState.__slots__ if n not in _BLOB_SLOTS)
+_ALL_SLOTS = tuple(f.name for f in fields(SeriesState))
+_KNOWN = frozenset(_ALL_SLOTS)
+_BLOBS = frozenset(_ARRAYS + _LISTS)
+_BLOB_SLOTS = tuple(n for n in _ALL_SLOTS if n in _BLOBS)
+_SCALAR_SLOTS = tuple(n for n in _ALL_SLOTS if n not in _BLOB_SLOTS)
 
 
 class Detector:
@@ -519,7 +523,7 @@ class Detector:
             elif abs(step / st.quantum - round(step / st.quantum)) < 1e-6 * max(1.0, step / st.quantum):
                 st.q_hits += 1
                 if step / st.quantum > st.q_span:
-                    st.q_span = round(step / st.quantum)
+                    st.q_span = float(round(step / st.quantum))
 
         if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
             # the new model takes over at a fixed event time, whoever computed it, so a
