@@ -15,8 +15,16 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PY" -c 'import sys; print("Python %d.%d" % sys.version_info[:2])')" >&2
   "$PY" -m venv .venv
 fi
+# reinstall when the build changed, or the sources compiled at install (setup.py: the detector's per-point
+# code); an install with extras also serves the plain one (the demo beside the tests reinstalls nothing)
 stamp=".venv/.installed${extras:+-$extras}"
-if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+[ -n "$extras" ] || [ -f "$stamp" ] || stamp=$(ls -t .venv/.installed* 2>/dev/null | head -n 1 || true)
+stamp="${stamp:-.venv/.installed}"
+stale=""
+for f in setup.py pyproject.toml workers/detection/calibration.py workers/detection/detector.py; do
+  if [ "$f" -nt "$stamp" ]; then stale=1; fi
+done
+if [ ! -f "$stamp" ] || [ -n "$stale" ]; then
   log=.venv/install.log
   echo "setup: installing harewatch${extras:+ with its $extras extras} and its dependencies into .venv (a minute or two; log: $log)" >&2
   if ! { .venv/bin/python -m pip install -q --upgrade pip && \
