@@ -15,7 +15,7 @@ import tracemalloc
 import numpy as np
 
 from harewatch.producers.simulator import Simulator
-from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
 from harewatch.workers.detection.backtest import Evaluation, PointResult, Window, evaluate, run_series
 from harewatch.workers.detection.detector import SeriesState
 
@@ -147,7 +147,7 @@ def naive_series(ts: list[float], xs: list[float], window: int = 100, thr: float
             mu, sd = w.mean(), w.std()
             z = (x - mu) / sd if sd > 0 else 0.0
             r.score, r.expected = float(z), float(mu)
-            r.anomaly = abs(z) >= thr
+            r.anomaly = bool(abs(z) >= thr)
             r.event = r.anomaly and not prev
             prev = r.anomaly
         out.append(r)
@@ -189,6 +189,7 @@ def main() -> None:
     daily = redis_per_series((DAY,), 3)
     weekly = redis_per_series((DAY, 7 * DAY), 21)
     rows = [
+        ("detector build (HAREWATCH_PURE=1: the sources)", IMPLEMENTATION),
         ("live series (1-min data, daily period)", f"{args.series}"),
         ("points scored", f"{live['points']}"),
         ("scoring rate incl. amortised refits", f"{live['rate']:,.0f} points/s"),

@@ -39,6 +39,7 @@ from harewatch.broker.topology import topology_from_config
 from harewatch.routing.config import load_config
 from harewatch.settings import Settings
 from harewatch.times import parse_ts
+from harewatch.workers.detection import IMPLEMENTATION
 from harewatch.workers.store import StateStore
 
 STEP, DAY = 300.0, 86400.0
@@ -176,16 +177,19 @@ def wait_tasks_done(s: Settings, quiet: float = 3.0, timeout: float = 900.0) -> 
 
 def latency(s: Settings, n_series: int, t0: float, rate_readings: float, seconds: float = 20.0
             ) -> tuple[list[float], int]:
-    """Publish 100-reading messages at ``rate_readings``; one spike per 10 messages; time to its anomaly."""
+    """Publish 100-reading messages at ``rate_readings``, one spike per 10 messages, each on a series of its
+    own (a series spiked again and again would rightly be learned as one that spikes); time to its anomaly."""
     per_msg = 100
     n_points = int(rate_readings * seconds / n_series) + 1
     rs = make_readings("bench_load", n_series, t0, n_points, seed=7)
     batches = [rs[i:i + per_msg] for i in range(0, len(rs), per_msg)]
     spikes = {}
-    for j in range(5, len(batches), 10):
-        r = batches[j][(j * 7919) % len(batches[j])]
+    n_spikes = min(len(batches) // 10, n_series)
+    for k in range(n_spikes):
+        i = (k * n_points // n_spikes) * n_series + (k * 211) % n_series   # point-major: the k-th series
+        r = rs[i]
         r["value"] += 60
-        spikes[(r["labels"]["host"], r["ts"])] = j
+        spikes[(r["labels"]["host"], r["ts"])] = i // per_msg
     encoded = [json.dumps(b, separators=(",", ":")).encode() for b in batches]
     sent: dict[int, float] = {}
     conn = pika.BlockingConnection(pika_parameters(s))
@@ -277,7 +281,8 @@ def main() -> None:
                 stop_worker(p)
         finally:
             store.clear()
-    print(f"detection benchmark: {n:,} series, one detection worker, on this 2-core machine with its broker")
+    print(f"detection benchmark: {n:,} series, one detection worker ({IMPLEMENTATION} detector), on this 2-core "
+          f"machine with its broker")
     print(f"warm-up: {len(warm):,} readings of history in {warm_s:.1f} s")
     print()
     print("drain of a preloaded queue (start-up excluded), beside a bare pika consumer of the same messages")

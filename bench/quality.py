@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from harewatch.workers.detection import Detector, DetectorSettings
+from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
 from harewatch.workers.detection.backtest import run_series
 from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
 from harewatch.workers.detection.corpus import DAY, SHAPES, WEEK, clean, injected
@@ -86,7 +86,7 @@ def main() -> None:
               f"{r['dip']:6.2f} {r['level_shift']:6.2f} {r['delay']:6.1f}")
     dt = time.perf_counter() - t0
     print(f"worst shape: {worst['false_per_week']:.2f} false onsets per series-week, recall {worst['recall']:.2f}; "
-          f"{points:,} points in {dt:.1f} s ({points / dt:,.0f} points/s including refits)")
+          f"{points:,} points in {dt:.1f} s ({points / dt:,.0f} points/s including refits, {IMPLEMENTATION} detector)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Both carry explicit ``to_json``/``from_json``; events carry a schema version.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import math
@@ -323,10 +324,22 @@ def check_value(v: Any, line: int | None, field: str = "value") -> float:
 def check_metric(m: Any, line: int | None) -> str:
     if not isinstance(m, str):
         raise InvalidInput(f"must be a string, got {type(m).__name__}", "bad_type", line, "metric")
-    if not METRIC_RE.match(m):
+    if not _metric_name_ok(m):
         raise InvalidInput(f"bad metric name {m!r:.60} (letters, digits, _ : - ; not starting with a digit)",
                            "bad_metric", line, "metric")
     return m
+
+
+@functools.lru_cache(maxsize=4096)
+def _metric_name_ok(name: str) -> bool:
+    """A valid metric name (the same few names recur in every batch: each is matched once)."""
+    return METRIC_RE.match(name) is not None
+
+
+@functools.lru_cache(maxsize=4096)
+def _label_name_ok(name: str) -> bool:
+    """A valid label name (likewise)."""
+    return LABEL_RE.match(name) is not None
 
 
 def check_labels(raw: Any, line: int | None) -> dict[str, str]:
@@ -336,7 +349,7 @@ def check_labels(raw: Any, line: int | None) -> dict[str, str]:
         raise InvalidInput(f"must be an object, got {type(raw).__name__}", "bad_type", line, "labels")
     out: dict[str, str] = {}
     for k, v in raw.items():
-        if not isinstance(k, str) or not LABEL_RE.match(k):
+        if not isinstance(k, str) or not _label_name_ok(k):
             raise InvalidInput(f"bad label name {k!r:.60}", "bad_label", line, f"labels.{k}")
         if isinstance(v, bool) or v is None or isinstance(v, (dict, list)):
             raise InvalidInput(f"label value must be a string or number, got {v!r:.40}", "bad_type", line, f"labels.{k}")

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 import redis
 from celery import bootsteps
@@ -25,7 +25,8 @@ from harewatch.broker.declare import declare_queues
 from harewatch.broker.publish import ConfirmedPublisher
 from harewatch.errors import InvalidInput
 from harewatch.workers import metrics, runtime
-from harewatch.workers.engine import BatchResult, Engine, InMessage, Invalid
+from harewatch.workers.detection import IMPLEMENTATION
+from harewatch.workers.engine import BatchResult, Engine, Incoming, Invalid
 from harewatch.workers.events import event_messages, invalid_messages, task_message
 from harewatch.workers.partitions import PartitionClaims
 
@@ -106,9 +107,7 @@ class Detection:
 
     def on_batch(self, consumer: BatchConsumer, batch: list[Delivery]) -> None:
         t0 = time.monotonic()
-        res = self._score([InMessage(body=d.body, content_type=d.content_type, timestamp=d.timestamp,
-                                     routing_key=d.routing_key, exchange=d.exchange, headers=d.headers,
-                                     tag=d.tag, queue=d.queue) for d in batch])
+        res = self._score(batch)
         self.out.publish(invalid_messages(res.invalid) + event_messages(res.events))
         self.refits.extend(res.refits)
         self.pending.append((res, time.monotonic() - t0))
@@ -146,7 +145,7 @@ class Detection:
         self.last_checkpoint = time.monotonic()
         self.isolating = False
 
-    def _score(self, msgs: list[InMessage]) -> BatchResult:
+    def _score(self, msgs: Sequence[Incoming]) -> BatchResult:
         if self.isolating:
             return self.one_by_one(msgs)
         try:
@@ -159,7 +158,7 @@ class Detection:
             raise EngineFailed(f"scoring failed ({exc!r}); the unacknowledged messages are scored again one "
                                f"by one") from exc
 
-    def one_by_one(self, msgs: list[InMessage]) -> BatchResult:
+    def one_by_one(self, msgs: Sequence[Incoming]) -> BatchResult:
         """Score each message alone; one that breaks the engine is an invalid reading (reason ``internal``)."""
         res = BatchResult()
         for m in msgs:
@@ -198,6 +197,9 @@ class DetectService(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
 
     def start(self, parent: Any) -> None:
+        if IMPLEMENTATION != "compiled":
+            log.warning("detection: the detector runs as plain Python, about half as fast as its compiled "
+                        "build (install harewatch where a C compiler is present)")
         settings, cfg = runtime.settings(), runtime.config()
         queues = select_queues(cfg, settings.prefix, self.which or "all")
         groups = partition_groups(cfg, settings.prefix, [q.name for q in queues])

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 import orjson
 
@@ -26,10 +26,32 @@ from harewatch.workers.store import INVALID_PER_EPISODE, Retired, StateStore
 
 log = logging.getLogger("harewatch.detect")
 
+FINGERPRINTS = 200_000    # series identities remembered with their fingerprint (then forgotten at once)
+
+
+class Incoming(Protocol):
+    """What the engine reads of a delivered reading message: a consumer's
+    :class:`~harewatch.broker.consume.Delivery` as it is, or an :class:`InMessage`."""
+
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def content_type(self) -> str | None: ...
+    @property
+    def timestamp(self) -> float | None: ...
+    @property
+    def routing_key(self) -> str: ...
+    @property
+    def exchange(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+    @property
+    def queue(self) -> str: ...
+
 
 @dataclass
 class InMessage:
-    """One delivered reading message, as the engine needs it."""
+    """One reading message made by hand (tests, replays): the engine's :class:`Incoming`."""
 
     body: bytes
     content_type: str | None = None
@@ -37,13 +59,12 @@ class InMessage:
     routing_key: str = ""
     exchange: str = ""
     headers: Mapping[str, Any] = field(default_factory=dict)
-    tag: Any = None
     queue: str = ""
 
 
 @dataclass
 class Invalid:
-    message: InMessage
+    message: Incoming
     error: InvalidInput
 
 
@@ -77,6 +98,9 @@ class Engine:
         self.new_anomalies: dict[str, list[bytes]] = defaultdict(list)
         self.check_time_bounds = check_time_bounds
         self.unsaved_readings = 0
+        # series identity (metric, labels in their order) -> fingerprint: hashing the sorted series name
+        # costs more than scoring the reading's label check
+        self.fingerprints: dict[tuple[Any, ...], str] = {}
 
     def detector(self, metric: str) -> Detector:
         d = self.detectors.get(metric)
@@ -94,7 +118,7 @@ class Engine:
         self.unsaved_readings = 0
 
     # -- parsing ------------------------------------------------------------------
-    def parse(self, msgs: list[InMessage], out: BatchResult) -> list[Reading]:
+    def parse(self, msgs: Sequence[Incoming], out: BatchResult) -> list[Reading]:
         now = self.clock()
         readings: list[Reading] = []
         for m in msgs:
@@ -112,13 +136,20 @@ class Engine:
         return readings
 
     # -- scoring ------------------------------------------------------------------
-    def process(self, msgs: list[InMessage]) -> BatchResult:
+    def process(self, msgs: Sequence[Incoming]) -> BatchResult:
         """Parse and score one batch. States change in memory; call :meth:`persist` before acking."""
         out = BatchResult()
         readings = self.parse(msgs, out)
         by_series: dict[str, list[Reading]] = defaultdict(list)
+        fps = self.fingerprints
         for r in readings:
-            by_series[r.fingerprint].append(r)
+            key = (r.metric, *r.labels.items())
+            fp = fps.get(key)
+            if fp is None:
+                if len(fps) >= FINGERPRINTS:
+                    fps.clear()
+                fp = fps[key] = r.fingerprint
+            by_series[fp].append(r)
         for rs in by_series.values():
             rs.sort(key=lambda r: r.ts)
         retired_at = self._load({fp: rs[0].metric for fp, rs in by_series.items() if fp not in self.cache})
