@@ -6,6 +6,12 @@ notifications of one flush take 0.6 s. :class:`ConfirmedPublisher` sends a
 whole batch, then waits once until the broker confirmed every message of it;
 a nack, a closed channel or a timeout raises, and the caller acts as if nothing
 of the batch was sent (it is published again, with the same ids).
+
+Every message is published ``mandatory``: a confirm only says the broker took
+a message, and one that no queue is bound for is confirmed and dropped. Such a
+message comes back (``basic.return``, before its confirm) and the batch raises
+:class:`~harewatch.errors.UnroutableMessage`, so an anomaly whose exchange was
+declared anew without its bindings is held, not lost.
 """
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from harewatch.errors import PublishNotConfirmed
+from harewatch.errors import PublishNotConfirmed, UnroutableMessage
 from harewatch.settings import Settings
 
 
@@ -38,6 +44,7 @@ class ConfirmedPublisher:
         self.published = 0          # the channel's last publish sequence number
         self.unconfirmed: set[int] = set()
         self.nacked = 0
+        self.returned: list[tuple[str, str]] = []   # (exchange, routing key) of messages that came back
 
     def _open(self) -> None:
         from harewatch.broker.connection import kombu_connection
@@ -49,8 +56,9 @@ class ConfirmedPublisher:
         ch.confirm_select()
         ch.events["basic_ack"].add(self._on_ack)
         ch.events["basic_nack"].add(self._on_nack)
+        ch.events["basic_return"].add(self._on_return)
         self.conn, self.channel = conn, ch
-        self.published, self.unconfirmed, self.nacked = 0, set(), 0
+        self.published, self.unconfirmed, self.nacked, self.returned = 0, set(), 0, []
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
         if multiple:
@@ -63,9 +71,13 @@ class ConfirmedPublisher:
         self._on_ack(tag, multiple)
         self.nacked += before - len(self.unconfirmed)
 
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        self.returned.append((exchange, routing_key))
+
     def publish(self, messages: Sequence[OutMessage]) -> None:
         """Publish every message (persistent unless a ``delivery_mode`` says otherwise) and return once
-        the broker confirmed them all; raise :class:`PublishNotConfirmed` or a connection error if not."""
+        the broker confirmed them all; raise :class:`PublishNotConfirmed`, :class:`UnroutableMessage` (no queue
+        is bound for one of them) or a connection error if not."""
         if not messages:
             return
         from amqp import Message
@@ -78,7 +90,7 @@ class ConfirmedPublisher:
                 headers = props.pop("headers", None)
                 props.setdefault("delivery_mode", 2)
                 msg = Message(m.body, application_headers=headers or None, **props)
-                self.channel.basic_publish(msg, exchange=m.exchange, routing_key=m.routing_key)
+                self.channel.basic_publish(msg, exchange=m.exchange, routing_key=m.routing_key, mandatory=True)
                 self.published += 1
                 self.unconfirmed.add(self.published)
             deadline = time.monotonic() + self.timeout
@@ -97,6 +109,11 @@ class ConfirmedPublisher:
                     raise
             if self.nacked:
                 raise PublishNotConfirmed(f"the broker refused {self.nacked} of {len(messages)} messages (nack)")
+            if self.returned:
+                exchange, key = self.returned[0]
+                raise UnroutableMessage(f"{len(self.returned)} of {len(messages)} messages came back unrouted: "
+                                        f"no queue is bound to exchange {exchange!r} for routing key {key!r} "
+                                        f"(run `harewatch topology declare`)", key)
         except BaseException:
             self.close()
             raise

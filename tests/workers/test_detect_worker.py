@@ -164,8 +164,11 @@ def test_exchange_deleted_mid_run_defers_until_restored(wsettings, worker_factor
     from harewatch.routing.config import load_config
     from harewatch.broker.declare import declare
     from harewatch.broker.topology import topology_from_config
-    declare(topology_from_config(load_config(wsettings.config), wsettings.prefix), wsettings)
+    # the exchange alone first, and the watch bound to it: a publish in between has no queue, comes back and is
+    # held again (mandatory), so the watch cannot miss the spike to alerts.route bound a moment earlier
+    conn.channel().exchange_declare(wsettings.prefix + "anomalies", "topic", durable=True)
     watch.rebind()
+    declare(topology_from_config(load_config(wsettings.config), wsettings.prefix), wsettings)
     events = watch(lambda s: len(big_spikes(s)) >= 1, timeout=90)
     assert len(big_spikes(events)) == 1
     wait_scored(wsettings, readings)
