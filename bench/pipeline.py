@@ -8,7 +8,8 @@
 2. drain: the detect queue is preloaded with 1, 10 and 100 readings per message, a
    worker started, and its drain timed from the first checkpoint to the last reading
    scored (start-up excluded), beside a bare pika consumer draining the same bodies
-   from a quorum queue in the same run.
+   from a quorum queue in the same run. Every worker runs the refits its drain asked
+   for before it is stopped, so no row's worker fits models left over from another.
 3. end to end: the same, published while the worker runs, by a publisher keeping
    1,000 messages in flight (pipelined confirms), so the row is not bound by one
    synchronous confirm per message.
@@ -102,7 +103,7 @@ def drain(s: Settings, store: StateStore, msgs: list[tuple[str, bytes]], n_readi
           workers: int = 1, which: str = "bench_load", settle: bool = False) -> float:
     """Readings/s of ``workers`` detection workers draining a preloaded queue, start-up excluded. With
     ``settle``, the workers then run the refit tasks the drain asked for, so the next drain measures
-    consuming and scoring, not model fits left over from the warm-up."""
+    consuming and scoring, not model fits left over from an earlier one."""
     base = store.readings_total()
     preload(s, s.prefix + "readings", msgs)
     procs = [start_worker(s, ["--detect", which], f"bench-detect-{i}.log") for i in range(workers)]
@@ -125,6 +126,7 @@ def end_to_end(s: Settings, store: StateStore, msgs: list[tuple[str, bytes]], n_
         t0 = time.perf_counter()
         preload(s, s.prefix + "readings", msgs)
         _, _, end = wait_total(store, base + n_readings)
+        wait_tasks_done(s)        # the refits it asked for, so none is left for the next row's worker
         return n_readings / (end - t0)
     finally:
         stop_worker(p)
@@ -259,7 +261,7 @@ def main() -> None:
                 t += pts * STEP
                 msgs = messages(rs, per_msg)
                 bare = bare_drain(s, [b for _, b in msgs]) * per_msg
-                rows.append((per_msg, len(rs), bare, drain(s, store, msgs, len(rs))))
+                rows.append((per_msg, len(rs), bare, drain(s, store, msgs, len(rs), settle=True)))
             e2e = []
             for per_msg, pts in ((1, 40), (100, 200)):
                 rs = make_readings("bench_load", n, t, pts, seed=per_msg + 1)
@@ -271,7 +273,8 @@ def main() -> None:
             for workers in (1, 2):
                 rs = make_readings("bench_hot", n, t, 40, seed=workers)
                 t += 40 * STEP
-                parts.append((workers, drain(s, store, messages(rs, 1), len(rs), workers, which="bench_hot")))
+                parts.append((workers, drain(s, store, messages(rs, 1), len(rs), workers, which="bench_hot",
+                                             settle=True)))
             sustained = e2e[1][3]
             p = start_worker(s, ["--detect", "bench_load"], "bench-detect-latency.log")
             try:
