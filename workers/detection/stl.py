@@ -33,6 +33,13 @@ def trim_nans(history: np.ndarray, first_bucket: int) -> tuple[np.ndarray, int]:
     return history[good[0]:good[-1] + 1], first_bucket + int(good[0])
 
 
+#: Each phase's seasonal value is the local *mean* of its cycle subseries, not a local line: a fit sees
+#: about three cycles, and a line through three noisy points, read at the newest, has 2.5 times the
+#: variance of their mean (on a noisy daily wave the expected value erred by 0.27 noise sigmas with a
+#: line, 0.21 with the mean). A phase drifting by a little each cycle is followed by the online profile.
+SEASONAL_DEG = 0
+
+
 def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
     trend = int(math.ceil(1.5 * period / (1 - 1.5 / seasonal)))
     trend += trend % 2 == 0
@@ -63,11 +70,12 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if len(lags) == 1:
-            res = STL(x, period=lags[0], robust=True, **_jumps(lags[0])).fit(inner_iter=2, outer_iter=3)
+            res = STL(x, period=lags[0], robust=True, seasonal_deg=SEASONAL_DEG,
+                      **_jumps(lags[0])).fit(inner_iter=2, outer_iter=3)
             seasonal = np.asarray(res.seasonal)
             method = "stl"
         else:
-            res = MSTL(x, periods=tuple(lags), stl_kwargs=_jumps(longest)).fit()
+            res = MSTL(x, periods=tuple(lags), stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
             s = np.asarray(res.seasonal)
             seasonal = s.sum(axis=1) if s.ndim == 2 else s
             method = "mstl"
