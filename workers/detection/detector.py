@@ -30,13 +30,13 @@ import orjson
 from harewatch.workers.detection import calibration as cal
 from harewatch.workers.detection.seasonality import (AUTO_CANDIDATES, DAY, WEEK, bucket_seconds, infer_periods,
                                                       too_short_for, week_before_provable)
-from harewatch.workers.detection.stl import Fit, fit_seasonal, seasonal_naive
+from harewatch.workers.detection.stl import STL_CYCLES, Fit, fit_seasonal, seasonal_naive
 
 COLD_POINTS = 30          # points before the robust level model takes over
 COLD_MIN = 10             # points before cold-start scoring may flag anything
 LS_WINDOW = 5             # points that confirm a level shift
 VC_WINDOW = 30            # points that show a variance change
-HIST_CYCLES = 3           # cycles of the longest period kept for refits
+HIST_CYCLES = 3           # cycles of the longest period kept for refits (and STL_CYCLES of the shortest)
 RECENT = 64               # raw points kept (duplicates, level re-estimation, charts)
 SIGMA_FROM_ABS = 1.2533   # E|N(0,1)| = 0.798 -> sigma = mean abs / 0.798
 NOT_READY = object()      # no prepared fit: the detector fits inline when one is due
@@ -291,9 +291,12 @@ class Detector:
         st.bucket = bucket_seconds(st.interval, periods)
 
     def _hist_len(self, st: SeriesState) -> int:
+        """Buckets of history kept: three cycles of the longest period, at least the shortest's STL_CYCLES."""
         h = self._hist_lens.get(st.bucket)
         if h is None:
-            h = self._hist_lens[st.bucket] = int(round(HIST_CYCLES * max(self._periods_for_history()) / st.bucket))
+            periods = self._periods_for_history()
+            span = max(HIST_CYCLES * max(periods), STL_CYCLES * min(periods))
+            h = self._hist_lens[st.bucket] = int(round(span / st.bucket))
         return h
 
     def _season(self, st: SeriesState, ts: float) -> tuple[float, int]:
@@ -926,7 +929,7 @@ class Detector:
         }
 
     def history_chart(self, st: SeriesState) -> dict[str, list[Any]]:
-        """The bucketed history (hours to weeks: three cycles of the longest period) for a chart: bucket
+        """The bucketed history (hours to weeks: see :meth:`_hist_len`) for a chart: bucket
         start times (epoch s), bucket means (None for gaps) and what the current model expects there."""
         if not st.bucket or not st.hist:
             return {"ts": [], "mean": [], "expected": []}

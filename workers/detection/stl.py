@@ -34,10 +34,16 @@ def trim_nans(history: np.ndarray, first_bucket: int) -> tuple[np.ndarray, int]:
 
 
 #: Each phase's seasonal value is the local *mean* of its cycle subseries, not a local line: a fit sees
-#: about three cycles, and a line through three noisy points, read at the newest, has 2.5 times the
-#: variance of their mean (on a noisy daily wave the expected value erred by 0.27 noise sigmas with a
-#: line, 0.21 with the mean). A phase drifting by a little each cycle is followed by the online profile.
+#: two to five cycles, and a line through five noisy points, read at the newest, has 3 times the
+#: variance of their mean (through three, 2.5 times: on a noisy daily wave the expected value erred by
+#: 0.27 noise sigmas with a line, 0.21 with the mean). A phase drifting by a little each cycle is followed by the online profile.
 SEASONAL_DEG = 0
+
+#: A one-period fit sees this many cycles (MSTL: two of the longest). With three, a daily model of a
+#: weekly pattern learnt before the week is provable was two parts weekend after a weekend; with five,
+#: the robust fit weighs the weekend down (bench.quality, weekly with a holiday: 0.67 -> 0.32 false onsets
+#: a series-week). The price: a phase that drifts is followed a little later (1 hour a week: 0.21 -> 0.30).
+STL_CYCLES = 5
 
 
 def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
@@ -63,8 +69,8 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
         return None
     lags = [int(round(p / bucket)) for p in usable]
     longest = lags[-1]
-    # fit on at most 3 cycles of the shortest period (STL) or 2 of the longest (MSTL)
-    keep = min(n, 3 * longest if len(lags) == 1 else 2 * longest)
+    # fit on at most STL_CYCLES cycles of the one period (STL) or 2 of the longest (MSTL)
+    keep = min(n, STL_CYCLES * longest if len(lags) == 1 else 2 * longest)
     x = fill_gaps(history[-keep:].astype(np.float64))
     start = first_bucket + (n - keep)
     with warnings.catch_warnings():
