@@ -52,6 +52,8 @@ CRYING_WOLF = 4.0         # episodes in about a week that mean "this is normal h
 ONSET_MEMORY = 7 * 86400.0 # seconds over which episodes are counted (exponentially)
 ANOMALY_LEARN = 10        # an anomalous point teaches the calibration one time in this many
 RETIRE_MIN = 2 * 86400.0  # a series silent this long (or twice its longest period) is retired
+PHASE_SCALE_RATE = 0.01  # per visit of a phase (once a cycle): how fast its noise scale learns; at 0.02 its own
+                          # noise narrowed the band by 15% at the worst phases (10% now)
 GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forgotten
 
 
@@ -728,7 +730,7 @@ class Detector:
             st.ew_abs += 0.01 * (ar - st.ew_abs)
             if ph >= 0 and st.ph_abs is not None and st.ew_abs > 0:
                 # the daily shape of the noise, relative to its current overall level
-                st.ph_abs[ph] += 0.02 * (ar / st.ew_abs - st.ph_abs[ph])
+                st.ph_abs[ph] += PHASE_SCALE_RATE * (ar / st.ew_abs - st.ph_abs[ph])
 
     @staticmethod
     def _learn_tail(st: SeriesState, c: list[float], x: float, prior: cal.Prior, cap: float, anomalous: bool,
