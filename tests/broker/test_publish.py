@@ -15,7 +15,8 @@ def test_anomaly_with_alerts_route_unbound_raises_then_goes_out_once_bound(decla
     ch.queue_unbind("alerts.route", "anomalies", "#")
     pub = ConfirmedPublisher(declared)
     event = OutMessage("anomalies", "payments.spike.critical", b'{"type": "spike"}')
-    with pytest.raises(UnroutableMessage, match="2 of 2 messages came back unrouted: no queue is bound to exchange 'anomalies'"):
+    with pytest.raises(UnroutableMessage,
+                       match="2 of 2 messages came back unrouted: no queue is bound to exchange 'anomalies'"):
         pub.publish([OutMessage("anomalies", "payments.spike.warning", b"{}"), event])
     ch.queue_bind("alerts.route", "anomalies", "#")
     pub.publish([event])        # the caller publishes the batch again, on a new channel

@@ -36,13 +36,14 @@ def trim_nans(history: np.ndarray, first_bucket: int) -> tuple[np.ndarray, int]:
 #: Each phase's seasonal value is the local *mean* of its cycle subseries, not a local line: a fit sees
 #: two to five cycles, and a line through five noisy points, read at the newest, has 3 times the
 #: variance of their mean (through three, 2.5 times: on a noisy daily wave the expected value erred by
-#: 0.27 noise sigmas with a line, 0.21 with the mean). A phase drifting by a little each cycle is followed by the online profile.
+#: 0.27 noise sigmas with a line, 0.21 with the mean). A phase drifting by a little each cycle is
+#: followed by the online profile.
 SEASONAL_DEG = 0
 
 #: A one-period fit sees this many cycles (MSTL: two of the longest). With three, a daily model of a
 #: weekly pattern learnt before the week is provable was two parts weekend after a weekend; with five,
-#: the robust fit weighs the weekend down (bench.quality, weekly with a holiday: 0.67 -> 0.32 false onsets
-#: a series-week). The price: a phase that drifts is followed a little later (1 hour a week: 0.21 -> 0.30).
+#: the robust fit weighs the weekend down (bench.quality, 40 seeds, weekly with a holiday: 0.69 -> 0.27
+#: false onsets a series-week). The price is in refits: five cycles cost 5/3 of the time.
 STL_CYCLES = 5
 
 
