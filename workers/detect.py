@@ -37,7 +37,7 @@ MAX_BATCH = 1000          # messages scored together, at most
 MAX_BYTES = 32 * 1024     # ... and at most this much body (100 readings a message: about 400 readings)
 CHECKPOINT = 1.0          # seconds between state writes + acks (anomalies go out before, at once)
 CLAIM_EVERY = 2.0         # seconds between looks at the partition leases
-PREFETCH = 10000          # unacked messages the broker lets this consumer hold (a checkpoint before 90%)
+PREFETCH = 30000          # unacked messages the broker lets this consumer hold (a checkpoint before 90%)
 
 
 def select_queues(cfg: Any, prefix: str, which: str) -> list[Any]:
