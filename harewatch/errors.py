@@ -79,12 +79,14 @@ class BrokerUnreachable(HarewatchError):
 
 
 class UnroutableMessage(HarewatchError):
-    """A mandatory publish came back: no queue is bound for its routing key."""
+    """A mandatory publish came back: no queue is bound for its routing key. ``returned``: the positions,
+    in the batch published, of the messages that came back (the others were routed and confirmed)."""
 
-    def __init__(self, message: str, routing_key: str, body: bytes = b"") -> None:
+    def __init__(self, message: str, routing_key: str, body: bytes = b"", returned: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.routing_key = routing_key
         self.body = body
+        self.returned = returned
 
 
 class PublishNotConfirmed(HarewatchError):

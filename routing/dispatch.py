@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 
+from harewatch.errors import UnroutableMessage
 from harewatch.messages import Alert, AnomalyEvent, Notification, NotifiedAlert, routing_word
 from harewatch.times import iso
 from harewatch.routing.matchers import Matcher
@@ -189,12 +190,27 @@ class Router:
             notes.append((self._routing_key(integ.channel, firing or resolved), note))
             sent_by_group[f.group.key][(f.route.receiver, integ.key)] = {
                 "firing": fset, "sent_at": now, "id": note.id, "seq": seq}
+        unsent: UnroutableMessage | None = None
         if notes:
-            send(notes)
+            try:
+                send(notes)
+            except UnroutableMessage as exc:
+                if not exc.returned or len(exc.returned) == len(notes):
+                    raise
+                # some channel's queue is gone: what was routed is logged as sent (sending it again would
+                # duplicate it on healthy channels); the groups of what came back stay due, to be retried
+                unsent = exc
+                for i in exc.returned:
+                    f, integ = plans[i][0], plans[i][1]
+                    sent_by_group[f.group.key].pop((f.route.receiver, integ.key), None)
+        retry = {plans[i][0].group.key for i in unsent.returned} if unsent is not None else set()
         # next flush, or forget a group whose alerts all resolved and were reported
         self.store.settle([Settle(f.group.key, sent_by_group[f.group.key], max(f.route.repeat_interval * 2, 86400),
-                                  [] if f.firing else [a.fingerprint for a in f.resolved], f.group.gone,
-                                  now + f.route.group_interval) for f in flushes], now)
+                                  [] if f.firing or f.group.key in retry else [a.fingerprint for a in f.resolved],
+                                  f.group.gone, now if f.group.key in retry else now + f.route.group_interval)
+                           for f in flushes], now)
+        if unsent is not None:
+            raise unsent       # the flusher logs it and tries again after a back-off
         return len(notes)
 
     def _inhibitor(self, now: float) -> Inhibitor:

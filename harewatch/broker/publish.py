@@ -44,7 +44,7 @@ class ConfirmedPublisher:
         self.published = 0          # the channel's last publish sequence number
         self.unconfirmed: set[int] = set()
         self.nacked = 0
-        self.returned: list[tuple[str, str]] = []   # (exchange, routing key) of messages that came back
+        self.returned: list[tuple[str, str, bytes]] = []   # (exchange, routing key, body) of messages that came back
 
     def _open(self) -> None:
         from harewatch.broker.connection import kombu_connection
@@ -72,7 +72,8 @@ class ConfirmedPublisher:
         self.nacked += before - len(self.unconfirmed)
 
     def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
-        self.returned.append((exchange, routing_key))
+        body = message.body
+        self.returned.append((exchange, routing_key, body.encode() if isinstance(body, str) else bytes(body)))
 
     def publish(self, messages: Sequence[OutMessage]) -> None:
         """Publish every message (persistent unless a ``delivery_mode`` says otherwise) and return once
@@ -110,10 +111,11 @@ class ConfirmedPublisher:
             if self.nacked:
                 raise PublishNotConfirmed(f"the broker refused {self.nacked} of {len(messages)} messages (nack)")
             if self.returned:
-                exchange, key = self.returned[0]
+                exchange, key, _ = self.returned[0]
                 raise UnroutableMessage(f"{len(self.returned)} of {len(messages)} messages came back unrouted: "
                                         f"no queue is bound to exchange {exchange!r} for routing key {key!r} "
-                                        f"(run `harewatch topology declare`)", key)
+                                        f"(run `harewatch topology declare`)", key,
+                                        returned=returned_positions(messages, self.returned))
         except BaseException:
             self.close()
             raise
@@ -125,3 +127,19 @@ class ConfirmedPublisher:
                 conn.release()
             except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
+
+
+def returned_positions(messages: Sequence[OutMessage], returned: Sequence[tuple[str, str, bytes]]) -> tuple[int, ...]:
+    """Where in ``messages`` the returned ones were: a return names no publish sequence number, so each is
+    matched, in order, to the first message of the same exchange, routing key and body not yet matched
+    (identical messages are interchangeable)."""
+    left: dict[tuple[str, str, bytes], list[int]] = {}
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        left.setdefault((m.exchange, m.routing_key, m.body), []).append(i)
+    out = []
+    for r in returned:
+        slots = left.get(r)
+        if slots:
+            out.append(slots.pop())
+    return tuple(sorted(out))

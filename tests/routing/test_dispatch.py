@@ -237,3 +237,34 @@ def test_router_worker_end_to_end(wsettings, worker_factory, pika_channel):
     assert get_all(ch, f"{wsettings.prefix}notify.email", timeout=0.5) == []
     dead = get_all(ch, f"{wsettings.prefix}alerts.route.dlq", expect=1, timeout=10)
     assert [b for _, _, b in dead] == [b"not json"]
+
+
+def test_a_deleted_channel_queue_holds_its_notifications_and_duplicates_none_elsewhere(router, declared, pika_channel):
+    """A notify queue deleted under the router (until `topology declare` runs again): what could be routed
+    goes out once, what came back is held and sent when the queue is back, nothing is sent twice."""
+    from harewatch.broker.declare import declare
+    from harewatch.broker.publish import ConfirmedPublisher, OutMessage
+    from harewatch.broker.topology import Names, topology_from_config
+    from harewatch.errors import UnroutableMessage
+    from harewatch.routing.config import load_config
+    from tests.conftest import get_all
+
+    names = Names(declared.prefix)
+    pika_channel.queue_delete(names.notify_queue("slack"))
+    pub = ConfirmedPublisher(declared)
+
+    def send(notes):
+        pub.publish([OutMessage(names.alerts, key, json.dumps(note.to_dict()).encode()) for key, note in notes])
+
+    router.receive(event("web-1"), now=T0)
+    with pytest.raises(UnroutableMessage, match="1 of 2 messages came back"):
+        router.tick(send, now=T0 + 30)
+    with pytest.raises(UnroutableMessage, match="1 of 1 messages came back"):   # the flusher's next round
+        router.tick(send, now=T0 + 31)
+    declare(topology_from_config(load_config(declared.config), declared.prefix), declared)
+    assert router.tick(send, now=T0 + 32) == 1
+    assert router.tick(send, now=T0 + 33) == 0
+    pub.close()
+    webhook = [json.loads(b) for _, _, b in get_all(pika_channel, names.notify_queue("webhook"), expect=1)]
+    slack = [json.loads(b) for _, _, b in get_all(pika_channel, names.notify_queue("slack"), expect=1)]
+    assert [(n["receiver"], n["status"], n["firing"]) for n in webhook + slack] == [("pay", "firing", 1)] * 2
