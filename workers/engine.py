@@ -47,6 +47,8 @@ class Incoming(Protocol):
     def headers(self) -> Mapping[str, Any]: ...
     @property
     def queue(self) -> str: ...
+    @property
+    def redelivered(self) -> bool: ...
 
 
 @dataclass
@@ -60,6 +62,7 @@ class InMessage:
     exchange: str = ""
     headers: Mapping[str, Any] = field(default_factory=dict)
     queue: str = ""
+    redelivered: bool = False
 
 
 @dataclass
@@ -101,6 +104,9 @@ class Engine:
         # series identity (metric, labels in their order) -> fingerprint: hashing the sorted series name
         # costs more than scoring the reading's label check
         self.fingerprints: dict[tuple[Any, ...], str] = {}
+        # each cached series' newest point in its saved state: a redelivered reading no newer was scored
+        # before the save (the broker may redeliver it after newer readings: it is no late reading)
+        self.saved_last: dict[str, float] = {}
 
     def detector(self, metric: str) -> Detector:
         d = self.detectors.get(metric)
@@ -115,10 +121,12 @@ class Engine:
         self.last_seen.clear()
         self.new_meta.clear()
         self.new_anomalies.clear()
+        self.saved_last.clear()
         self.unsaved_readings = 0
 
     # -- parsing ------------------------------------------------------------------
-    def parse(self, msgs: Sequence[Incoming], out: BatchResult) -> list[Reading]:
+    def parse(self, msgs: Sequence[Incoming], out: BatchResult, again: set[int] | None = None) -> list[Reading]:
+        """The readings of these messages; ``again`` collects the ids of those from redelivered ones."""
         now = self.clock()
         readings: list[Reading] = []
         for m in msgs:
@@ -131,6 +139,8 @@ class Engine:
             except Exception as exc:  # noqa: BLE001 - a parser bug must not crash the worker
                 out.invalid.append(Invalid(m, InvalidInput(f"internal error while parsing: {exc!r}", "internal")))
                 continue
+            if again is not None and m.redelivered:
+                again.update(id(r) for r in got)
             readings.extend(got)
         out.readings += len(readings)
         return readings
@@ -139,7 +149,8 @@ class Engine:
     def process(self, msgs: Sequence[Incoming]) -> BatchResult:
         """Parse and score one batch. States change in memory; call :meth:`persist` before acking."""
         out = BatchResult()
-        readings = self.parse(msgs, out)
+        again: set[int] = set()
+        readings = self.parse(msgs, out, again)
         by_series: dict[str, list[Reading]] = defaultdict(list)
         fps = self.fingerprints
         for r in readings:
@@ -165,7 +176,11 @@ class Engine:
             else:
                 st = self.cache[fp]
             self.cache.move_to_end(fp)
+            saved = self.saved_last.get(fp) if again else None
             for r in rs:
+                if saved is not None and r.ts <= saved and id(r) in again:
+                    out.duplicates += 1      # scored before the last save, redelivered after newer readings
+                    continue
                 if st.fit_req is not None and fp in fits and r.ts >= st.fit_req + det.fit_grace(st):
                     res = det.update(st, r.ts, r.value, prepared=fits.pop(fp))
                 else:
@@ -196,6 +211,7 @@ class Engine:
                 self.cache[fp] = _
                 self.cache.move_to_end(fp, last=False)
                 break
+            self.saved_last.pop(fp, None)
         return out
 
     def _fresh_states(self, by_series: dict[str, list[Reading]], retired_at: Mapping[str, float],
@@ -278,6 +294,8 @@ class Engine:
                 continue
             blobs[fp] = st.to_bytes()
             if st.last_ts is not None:
+                self.saved_last[fp] = st.last_ts
+            if st.last_ts is not None:
                 deadlines[metric][fp] = st.last_ts + self.detector(metric).retire_limit(st)
         self.store.save(blobs, self.last_seen, self.new_meta, clear_missing=self.dirty,
                         readings=self.unsaved_readings, deadlines=deadlines, anomalies=self.new_anomalies)
@@ -293,7 +311,9 @@ class Engine:
         states, retired = self.store.load(metric_of)
         for fp, blob in states.items():
             try:
-                self.cache[fp] = SeriesState.from_bytes(blob)
+                st = self.cache[fp] = SeriesState.from_bytes(blob)
+                if st.last_ts is not None:
+                    self.saved_last[fp] = st.last_ts
             except Exception:  # noqa: BLE001 - a corrupt state starts afresh rather than wedging the series
                 log.exception("discarding unreadable state of series %s", fp)
         return retired
