@@ -116,7 +116,6 @@ class DeliveryReader:
     def _deliver(self, buf: bytes, pos: int, end: int) -> int:
         """Decode the message starting with the method frame at ``pos`` (ending at ``end``): the position
         after its last frame; 0 if it is not all here yet; -1 if it is not one to take here."""
-        n = len(buf)
         p = pos + 11
         ln = buf[p]
         tag_name = buf[p + 1:p + 1 + ln].decode()
@@ -136,16 +135,9 @@ class DeliveryReader:
             return -1
         # the content header: the next frame, on the same channel
         h = end
-        if n - h < 8:
-            return 0
-        ftype, chan, size = _HEAD.unpack_from(buf, h)
-        if ftype != FRAME_HEADER or chan != self.channel_number:
-            return -1
-        hend = h + 8 + size
-        if hend > n:
-            return 0
-        if buf[hend - 1] != FRAME_END:
-            return -1
+        hend = self._frame_at(buf, h, FRAME_HEADER)
+        if hend <= 0:
+            return hend
         _cls, _w, body_size, flags = _CONTENT.unpack_from(buf, h + 7)
         content_type, headers, timestamp = self._properties(buf, h + 7, h + 21, flags, hend - 1)
         # the body: frames on the same channel until body_size bytes
@@ -153,24 +145,30 @@ class DeliveryReader:
         b = hend
         seen = 0
         while seen < body_size:
-            if n - b < 8:
-                return 0
-            ftype, chan, size = _HEAD.unpack_from(buf, b)
-            if ftype != FRAME_BODY or chan != self.channel_number:
-                return -1
-            bend = b + 8 + size
-            if bend > n:
-                return 0
-            if buf[bend - 1] != FRAME_END:
-                return -1
+            bend = self._frame_at(buf, b, FRAME_BODY)
+            if bend <= 0:
+                return bend
             parts.append(buf[b + 7:bend - 1])
-            seen += size
+            seen += bend - b - 8
             b = bend
         body = parts[0] if len(parts) == 1 else b"".join(parts)   # no part: an empty body
         self.impl.frames_received += 2 + len(parts)
         self.sink(Delivery(delivery_tag, body, queue, exchange, routing_key, content_type, headers, timestamp,
                            redelivered))
         return b
+
+    def _frame_at(self, buf: bytes, pos: int, ftype: int) -> int:
+        """The end of the frame at ``pos`` if it is whole and of type ``ftype`` on the consumer's channel;
+        0 if it has not all arrived; -1 if it is another frame."""
+        if len(buf) - pos < 8:
+            return 0
+        got, chan, size = _HEAD.unpack_from(buf, pos)
+        if got != ftype or chan != self.channel_number:
+            return -1
+        end = pos + 8 + size
+        if end > len(buf):
+            return 0
+        return end if buf[end - 1] == FRAME_END else -1
 
     @staticmethod
     def _properties(buf: bytes, start: int, p: int, flags: int, stop: int
