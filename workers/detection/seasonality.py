@@ -75,10 +75,12 @@ def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, .
             phase = np.arange(len(rest)) % qlag
             means = np.bincount(phase, weights=rest, minlength=qlag) / np.maximum(np.bincount(phase, minlength=qlag), 1)
             rest = rest - means[phase]
-        kernel = np.ones(lag) / lag
-        trend = np.convolve(rest, kernel, mode="same")
-        half = lag // 2
-        core = (rest - trend)[half:len(rest) - half]
+        # the one-cycle moving average runs to the ends (a shorter window there), so the correlation a
+        # cycle apart rests on every pair: trimmed to full windows, two cycles of history left four pairs
+        # at a cycle's lag, and pure noise passed for a weekly cycle in one series of three
+        kernel = np.ones(lag)
+        trend = np.convolve(rest, kernel, mode="same") / np.convolve(np.ones(len(rest)), kernel, mode="same")
+        core = rest - trend
         r = acf_at(core, lag)
         # a cycle is in phase after a period and out of phase after half of one;
         # trends and random walks are neither
