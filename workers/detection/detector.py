@@ -416,7 +416,8 @@ class Detector:
             st.profile, st.ph_abs, st.model_periods, st.amplitude = None, None, (), 0.0
             st.method = "ewma" if st.level is not None else st.method
         else:
-            if not st.seasoned:
+            first = not st.seasoned
+            if first:
                 st.seasoned = True
                 # the first seasonal model: what the level model's residuals taught the tails does not apply
                 st.cal_pt, st.cal_dn = cal.new(cal.POINT), cal.new(cal.POINT)
@@ -435,6 +436,10 @@ class Detector:
                 st.level = tail[len(tail) // 2]
             else:
                 st.level = fit.trend_end
+            if first and len(st.recent_x) >= 16:
+                # the level model's noise scale is a whole wave wide on a seasonal series, and it took a
+                # day to decay: start from the new model's own residuals on the newest points
+                st.ew_abs = min(st.ew_abs, self._recent_abs(st))
         st.fitted_at = st.last_ts
         st.fit_req = None
         every = self._refit_every(st)
@@ -442,6 +447,17 @@ class Detector:
             # not the full model yet (or a weekly cycle may yet show): look again soon, as history grows
             every = min(every, max(min(self._periods_for_history() or (86400.0,)) / 4, 3600.0))
         st.refit_at = (st.last_ts or 0.0) + every
+
+    def _recent_abs(self, st: SeriesState) -> float:
+        """Mean absolute residual of the newest points against the installed profile, each against the
+        median of its neighbours (a level that moves within the window does not count as noise)."""
+        rest = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts, st.recent_x)]
+        total = 0.0
+        for i in range(len(rest)):
+            near = sorted(rest[max(0, i - 4):i + 5])
+            d = rest[i] - near[len(near) // 2]
+            total += d if d >= 0 else -d
+        return total / len(rest)
 
     def _week_unproven(self, st: SeriesState) -> bool:
         """Periods are inferred, and the history is between one week and the two a weekly cycle needs."""

@@ -383,3 +383,26 @@ def test_noise_is_not_taken_for_a_cycle_at_two_cycles_of_history():
     weekly = 100 + 40 * ((t // DAY) % 7 < 5) * np.clip(np.sin(2 * np.pi * (t % DAY) / DAY), 0, None)
     assert 7 * DAY in infer_periods(weekly + np.random.default_rng(0).normal(0, 3.0, len(t)), 900.0)
 
+
+def test_a_spike_soon_after_the_first_seasonal_model_is_caught():
+    """The first seasonal model takes the noise scale of its own residuals on the newest points: the level
+    model's, a whole wave wide, took a day to decay, and 5-sigma spikes half a day after the switch were
+    missed (all eight of these noiseless waves)."""
+    caught = 0
+    for seed in range(8):
+        s = corpus_clean("noiseless_wave", seed, days=4)
+        det = Detector(DetectorSettings())
+        st = det.new_state()
+        x = s.x.copy()
+        spike_at = None
+        for i, t in enumerate(s.ts.tolist()):
+            if spike_at is None and st.model_periods and t - s.ts[0] >= st.fitted_at - s.ts[0] + DAY / 2:
+                spike_at = i
+                x[i] += 5 * s.sigma
+            r = det.update(st, t, float(x[i]))
+            if r.refit_due:
+                det.refit(st)
+            if spike_at is not None and i - spike_at <= 5 and r.anomaly:
+                caught += 1
+                break
+    assert caught == 8, caught
