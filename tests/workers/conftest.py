@@ -2,12 +2,33 @@
 from __future__ import annotations
 
 import time
+import uuid
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pika
 import pytest
 
 from harewatch.settings import Settings
+from harewatch.workers.store import StateStore
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def config_settings(vhost: str, tmp_path: Path) -> Iterator[Callable[[str, str], Settings]]:
+    """``config_settings(tag, yaml)``: settings on the test's vhost with that config and a fresh name prefix
+    starting with ``tag``; the Redis keys under each prefix are removed afterwards."""
+    made: list[Settings] = []
+
+    def make(tag: str, config: str) -> Settings:
+        cfg = tmp_path / f"{tag}.yaml"
+        cfg.write_text(config)
+        made.append(make_settings(vhost, prefix=f"{tag}{uuid.uuid4().hex[:6]}.", config=str(cfg)))
+        return made[-1]
+
+    yield make
+    for s in made:
+        StateStore(s.redis_url, s.prefix).clear()
 
 
 @pytest.fixture

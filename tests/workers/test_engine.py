@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import pytest
 
@@ -14,7 +12,6 @@ from harewatch.routing.loader import load_full_config
 from harewatch.workers.detection.detector import SeriesState
 from harewatch.workers.engine import Engine, InMessage
 from harewatch.workers.store import StateStore
-from tests.conftest import make_settings
 
 CONFIG = """
 metrics:
@@ -25,12 +22,8 @@ SERIES = {"metric": "load", "labels": {"host": "a"}}
 
 
 @pytest.fixture
-def esettings(vhost: str, tmp_path: Path) -> Iterator[Any]:
-    cfg = tmp_path / "engine.yaml"
-    cfg.write_text(CONFIG)
-    s = make_settings(vhost, prefix=f"en{uuid.uuid4().hex[:6]}.", config=str(cfg))
-    yield s
-    StateStore(s.redis_url, s.prefix).clear()
+def esettings(config_settings: Callable[[str, str], Any]) -> Any:
+    return config_settings("en", CONFIG)
 
 
 def message(i: int, t0: float, redelivered: bool = False) -> InMessage:

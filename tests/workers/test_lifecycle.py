@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import pika
 import pytest
@@ -19,7 +17,7 @@ from harewatch.routing.loader import load_full_config
 from harewatch.workers.detection.detector import SeriesState
 from harewatch.workers.engine import Engine, InMessage
 from harewatch.workers.store import INVALID_PER_EPISODE, StateStore
-from tests.conftest import get_all, make_settings
+from tests.conftest import get_all
 
 HOUR = 3600.0
 CONFIG = """
@@ -33,12 +31,8 @@ channels: [webhook]
 
 
 @pytest.fixture
-def lsettings(vhost: str, tmp_path: Path) -> Iterator[Any]:
-    cfg = tmp_path / "lifecycle.yaml"
-    cfg.write_text(CONFIG)
-    s = make_settings(vhost, prefix=f"lc{uuid.uuid4().hex[:6]}.", config=str(cfg))
-    yield s
-    StateStore(s.redis_url, s.prefix).clear()
+def lsettings(config_settings: Callable[[str, str], Any]) -> Any:
+    return config_settings("lc", CONFIG)
 
 
 def namespace_bytes(store: StateStore) -> int:
