@@ -823,6 +823,8 @@ class Detector:
             devs = sorted(abs(v - med) for v in cs)
             mad = devs[n // 2] * 1.4826
             floor = max(self._floor(st), LEVEL_FLOOR * abs(med))
+            if st.all_int and floor < QUANTUM_FLOOR:
+                floor = QUANTUM_FLOOR   # integers resolve to 1 from the start: a pool of 10 reading 11 is no spike
             if mad < floor:
                 mad = floor
             iv = st.interval or 60.0

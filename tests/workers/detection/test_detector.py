@@ -121,6 +121,17 @@ def test_cold_start_catches_gross_spike_with_low_confidence():
     assert sum(r.event for r in res) == 1
 
 
+def test_cold_start_takes_one_unit_of_an_integer_gauge_for_noise():
+    """A pool size that sits at 10 and reads 11 now and then: no alert in its first half hour (the cold
+    start took the one-unit step for a gross spike, and the demo's first notification was one), while a
+    gross spike there still is one."""
+    t = [T0 + i * 60 for i in range(40)]
+    x = [10.0 + (i % 13 == 12) for i in range(40)]
+    assert [i for i, r in enumerate(run(x, t)) if r.event] == []
+    x[25] = 40.0
+    assert [i for i, r in enumerate(run(x, t)) if r.event] == [25]
+
+
 def test_gaps_and_irregular_sampling_do_not_crash_or_alarm():
     rng = np.random.default_rng(2)
     t, x = seasonal(4, seed=2)
