@@ -261,6 +261,17 @@ _BLOB_SLOTS = tuple(n for n in _ALL_SLOTS if n in _BLOBS)
 _SCALAR_SLOTS = tuple(n for n in _ALL_SLOTS if n not in _BLOB_SLOTS)
 
 
+def _local_abs(values: list[float]) -> float:
+    """Mean absolute deviation of each value from the median of its neighbours (nine around it): the
+    noise in a short stretch, not counting a level that moves within it."""
+    total = 0.0
+    for i in range(len(values)):
+        near = sorted(values[max(0, i - 4):i + 5])
+        d = values[i] - near[len(near) // 2]
+        total += d if d >= 0 else -d
+    return total / len(values)
+
+
 class Detector:
     """Streaming detector for the series of one metric (one instance, many states)."""
 
@@ -339,9 +350,10 @@ class Detector:
         f = LEVEL_FLOOR * (lvl if lvl >= 0 else -lvl)
         if f < 1e-9:
             f = 1e-9
-        # integers resolve to 1 (counts, pool sizes); another grid must show many steps of several sizes,
-        # all multiples of the smallest (a square wave's one jump is no quantum)
-        if st.all_int and st.n >= COLD_POINTS and QUANTUM_FLOOR > f:
+        # integers resolve to 1 (counts, pool sizes), from the cold start on: a pool of 10 reading 11 is no
+        # spike; another grid must show many steps of several sizes, all multiples of the smallest (a
+        # square wave's one jump is no quantum)
+        if st.all_int and QUANTUM_FLOOR > f:
             f = QUANTUM_FLOOR
         if st.q_hits >= 50 and st.q_span >= 3 and QUANTUM_FLOOR * st.quantum > f:
             f = QUANTUM_FLOOR * st.quantum
@@ -430,16 +442,16 @@ class Detector:
             st.model_periods = fit.periods
             st.method = fit.method
             # level from the newest raw points against the new profile: current even after a shift
-            if st.recent_x:
-                tail = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts[-16:], st.recent_x[-16:])]
-                tail.sort()
+            rest = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts, st.recent_x)]
+            if rest:
+                tail = sorted(rest[-16:])
                 st.level = tail[len(tail) // 2]
             else:
                 st.level = fit.trend_end
-            if first and len(st.recent_x) >= 16:
+            if first and len(rest) >= 16:
                 # the level model's noise scale is a whole wave wide on a seasonal series, and it took a
                 # day to decay: start from the new model's own residuals on the newest points
-                st.ew_abs = min(st.ew_abs, self._recent_abs(st))
+                st.ew_abs = min(st.ew_abs, _local_abs(rest))
         st.fitted_at = st.last_ts
         st.fit_req = None
         every = self._refit_every(st)
@@ -447,17 +459,6 @@ class Detector:
             # not the full model yet (or a weekly cycle may yet show): look again soon, as history grows
             every = min(every, max(min(self._periods_for_history() or (86400.0,)) / 4, 3600.0))
         st.refit_at = (st.last_ts or 0.0) + every
-
-    def _recent_abs(self, st: SeriesState) -> float:
-        """Mean absolute residual of the newest points against the installed profile, each against the
-        median of its neighbours (a level that moves within the window does not count as noise)."""
-        rest = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts, st.recent_x)]
-        total = 0.0
-        for i in range(len(rest)):
-            near = sorted(rest[max(0, i - 4):i + 5])
-            d = rest[i] - near[len(near) // 2]
-            total += d if d >= 0 else -d
-        return total / len(rest)
 
     def _week_unproven(self, st: SeriesState) -> bool:
         """Periods are inferred, and the history is between one week and the two a weekly cycle needs."""
@@ -823,8 +824,6 @@ class Detector:
             devs = sorted(abs(v - med) for v in cs)
             mad = devs[n // 2] * 1.4826
             floor = max(self._floor(st), LEVEL_FLOOR * abs(med))
-            if st.all_int and floor < QUANTUM_FLOOR:
-                floor = QUANTUM_FLOOR   # integers resolve to 1 from the start: a pool of 10 reading 11 is no spike
             if mad < floor:
                 mad = floor
             iv = st.interval or 60.0
