@@ -106,7 +106,13 @@ def seasonal_naive(history: np.ndarray, first_bucket: int, bucket: float, period
         return None
     last = fill_gaps(history[-lag:].astype(np.float64))
     padded = np.concatenate([last[-1:], last, last[:1]])
-    smooth = (padded[:-2] + padded[1:-1] + padded[2:]) / 3.0
+    triples = np.stack([padded[:-2], padded[1:-1], padded[2:]])
+    mean, median = triples.mean(axis=0), np.median(triples, axis=0)
+    # the mean of three, except where it parts from their median by more than the noise: at a step
+    # (the mean ramps a square wave's edge, and each edge then scored 100 sigmas off its own model) and
+    # at a one-bucket outlier (the median drops it)
+    noise = float(np.median(np.abs(np.diff(last)))) / 0.954 if lag > 1 else 0.0
+    smooth = np.where(np.abs(mean - median) > 3.0 * noise, median, mean)
     profile = np.zeros(lag)
     start = first_bucket + n - lag
     for i in range(lag):

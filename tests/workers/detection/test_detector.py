@@ -12,6 +12,7 @@ from harewatch.workers.detection import Detector, DetectorSettings
 from harewatch.workers.detection.backtest import run_series
 from harewatch.workers.detection.detector import SeriesState
 from harewatch.workers.detection.seasonality import infer_periods
+from harewatch.workers.detection.stl import seasonal_naive
 
 STEP = 300.0          # 5-minute data keeps these tests fast
 DAY = 86400.0
@@ -417,3 +418,17 @@ def test_a_spike_soon_after_the_first_seasonal_model_is_caught():
                 caught += 1
                 break
     assert caught == 8, caught
+
+
+def test_last_week_as_a_stand_in_keeps_steps_and_drops_a_lone_outlier():
+    """The stand-in profile (last cycle, smoothed over three buckets) keeps a square wave's edges sharp and
+    does not copy a one-bucket outlier into next week."""
+    lag = 96
+    last = np.where(np.arange(lag) < lag // 2, 20.0, 80.0)
+    last[10] = 35.0
+    fit = seasonal_naive(last, 0, 900.0, lag * 900.0)
+    assert fit is not None
+    values = fit.profile + fit.trend_end
+    assert values[lag // 2 - 1] == pytest.approx(20.0) and values[lag // 2] == pytest.approx(80.0)
+    assert values[0] == pytest.approx(20.0) and values[lag - 1] == pytest.approx(80.0)
+    assert values[10] == pytest.approx(20.0)
