@@ -43,6 +43,7 @@ NOT_READY = object()      # no prepared fit: the detector fits inline when one i
 LEVEL_FLOOR = 1e-3        # the scale never falls below this fraction of the level ...
 AMPLITUDE_FLOOR = 5e-3    # ... nor this fraction of the seasonal profile's range ...
 QUANTUM_FLOOR = 0.5       # ... nor half the smallest step between two values (quantisation)
+QUANTUM_SMALL_STEP = 4    # steps of up to this many quanta show the grid (50 of them are needed)
 EXIT_PERIOD = 86400.0     # an episode ends when points are no rarer than once a day ...
 QUIET_SECONDS = 1800.0    # ... for this long (at least 3 points, at most 30)
 STEP_RATIO = 3.0          # a change between two buckets this many times their neighbours' is a step
@@ -543,9 +544,11 @@ class Detector:
                     st.q_hits, st.q_span = 0, 1.0
                 st.quantum = step
             elif abs(step / st.quantum - round(step / st.quantum)) < 1e-6 * max(1.0, step / st.quantum):
-                st.q_hits += 1
-                if step / st.quantum > st.q_span:
-                    st.q_span = float(round(step / st.quantum))
+                k = round(step / st.quantum)
+                if k <= QUANTUM_SMALL_STEP:
+                    st.q_hits += 1      # a grid shows in its small steps, not in a square wave's edges
+                if k > st.q_span:
+                    st.q_span = float(k)
 
         if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
             # the new model takes over at a fixed event time, whoever computed it, so a
