@@ -50,6 +50,7 @@ STEP_RATIO = 3.0          # a change between two buckets this many times their n
 REFINES = ("level_shift", "variance_change", "flatline")   # what a spike episode may turn out to be
 IN_EPISODE_DAMP = 0.25    # an episode is alerted once: its later points' alert score is damped
 CRYING_WOLF = 4.0         # episodes in about a week that mean "this is normal here"
+LEVEL_MODEL_ONSETS = 0.5  # what an episode under the level model counts once a seasonal model replaces it
 ONSET_MEMORY = 7 * 86400.0 # seconds over which episodes are counted (exponentially)
 ANOMALY_LEARN = 10        # an anomalous point teaches the calibration one time in this many
 RETIRE_MIN = 2 * 86400.0  # a series silent this long (or twice its longest period) is retired
@@ -435,6 +436,9 @@ class Detector:
                 # the first seasonal model: what the level model's residuals taught the tails does not apply
                 st.cal_pt, st.cal_dn = cal.new(cal.POINT), cal.new(cal.POINT)
                 st.cal_ls, st.cal_vc = cal.new(cal.LEVEL), cal.new(cal.SPREAD)
+                # and the episodes it raised were partly its own error (a square wave's edges, twice a day):
+                # they count half towards crying wolf (none: bursty counts, their bursts real, alerted more)
+                st.onsets_ew *= LEVEL_MODEL_ONSETS
             prof = array("d", fit.profile.tolist())
             st.amplitude = float(fit.profile.max() - fit.profile.min())
             if st.ph_abs is None or len(st.ph_abs) != len(prof):
