@@ -736,8 +736,12 @@ class Detector:
     def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, z: float, sigma: float,
                ph: int, z_up: float, z_dn: float, s_pt: float) -> None:
         """Learn from the point after deciding on it (clipped, so anomalies barely move the model)."""
-        # a point past the threshold is learned as an anomaly even when it raised nothing (k of n unconfirmed)
-        odd = res.anomaly or s_pt >= self.s.threshold
+        # an episode's first point teaches the tails like any point, up to the alert threshold: a value at
+        # least that unusual happened. Skipped nine times in ten, the largest values of a bursty series went
+        # missing from its tail, which was fitted too light (1/month at 10 sigmas where its data showed 16).
+        # The episode's later points, and a point past the threshold that raised nothing (k of n
+        # unconfirmed), are learned as anomalies
+        odd = not res.onset and (res.anomaly or s_pt >= self.s.threshold)
         self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
         self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
         lim = 3.0 * sigma
