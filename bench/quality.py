@@ -21,7 +21,7 @@ import numpy as np
 from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
 from harewatch.workers.detection.backtest import run_series
 from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
-from harewatch.workers.detection.corpus import DAY, SHAPES, WEEK, clean, injected
+from harewatch.workers.detection.corpus import DAY, INJECT_EVERY_DAYS, SHAPES, WEEK, clean, injected
 
 WARMUP_DAYS = 3.0
 TOLERANCE = 5
@@ -32,7 +32,7 @@ def detector(sensitivity: str) -> Detector:
 
 
 def evaluate_shape(shape: str, seeds: int, days: float, sensitivity: str,
-                   every_days: float = 3.0) -> dict[str, float]:
+                   every_days: float = INJECT_EVERY_DAYS) -> dict[str, float]:
     det = detector(sensitivity)
     thr = det.s.threshold
     onsets = weeks = above = counted = 0.0
@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--days", type=float, default=28.0)
     ap.add_argument("--sensitivity", default="medium")
     ap.add_argument("--shapes", default=",".join(SHAPES))
-    ap.add_argument("--every-days", type=float, default=3.0, help="days between injected anomalies")
+    ap.add_argument("--every-days", type=float, default=INJECT_EVERY_DAYS, help="days between injected anomalies")
     a = ap.parse_args()
     print(f"{a.seeds} anomaly-free and {a.seeds} injected series of {a.days:g} days per shape, 5-minute data, "
           f"sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "

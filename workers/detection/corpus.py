@@ -108,6 +108,8 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
     raise ValueError(f"unknown shape {shape!r}")
 
 
+INJECT_EVERY_DAYS = 3.0   # days between injected anomalies (ten times the rate medium promises)
+
 SHAPES = ("noiseless_wave", "square_wave", "small_noise_wave", "flat_line", "pure_noise", "integer_counts",
           "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1")
 
@@ -125,7 +127,7 @@ def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
 
 
 def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, warmup_days: float = 3.0,
-             every_days: float = 3.0) -> Series:
+             every_days: float = INJECT_EVERY_DAYS) -> Series:
     """The shape with spikes, dips and level shifts of ``size`` robust sigmas, one every ``every_days``
     after ``warmup_days``; level shifts last a day and then return."""
     s = clean(shape, seed, days)

@@ -541,18 +541,21 @@ class Detector:
             # the quantisation step: the smallest step, once many steps have been multiples of it
             step = abs(x - st.last_value)
             if step < st.quantum * 0.999:
-                if st.quantum < math.inf and abs(st.quantum / step - round(st.quantum / step)) < 1e-6:
+                finer = st.quantum / step
+                if st.quantum < math.inf and abs(finer - round(finer)) < 1e-6:
                     st.q_hits += 1      # a finer grid that the old step lies on
-                    st.q_span = max(st.q_span * round(st.quantum / step), 1.0)
+                    st.q_span = max(st.q_span * round(finer), 1.0)
                 else:
                     st.q_hits, st.q_span = 0, 1.0
                 st.quantum = step
-            elif abs(step / st.quantum - round(step / st.quantum)) < 1e-6 * max(1.0, step / st.quantum):
-                k = round(step / st.quantum)
-                if k <= QUANTUM_SMALL_STEP:
-                    st.q_hits += 1      # a grid shows in its small steps, not in a square wave's edges
-                if k > st.q_span:
-                    st.q_span = float(k)
+            else:
+                quanta = step / st.quantum
+                k = round(quanta)
+                if abs(quanta - k) < 1e-6 * max(1.0, quanta):
+                    if k <= QUANTUM_SMALL_STEP:
+                        st.q_hits += 1  # a grid shows in its small steps, not in a square wave's edges
+                    if k > st.q_span:
+                        st.q_span = float(k)
 
         if st.fit_req is not None and ts >= st.fit_req + self.fit_grace(st):
             # the new model takes over at a fixed event time, whoever computed it, so a
