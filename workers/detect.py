@@ -36,6 +36,7 @@ MAX_WAIT = 0.05           # seconds a message may wait to be scored
 MAX_BATCH = 1000          # messages scored together, at most
 MAX_BYTES = 32 * 1024     # ... and at most this much body (100 readings a message: about 400 readings)
 CHECKPOINT = 1.0          # seconds between state writes + acks (anomalies go out before, at once)
+QUIET = 0.1               # ... or sooner, once no batch has come for this long: the queue has gone quiet
 CLAIM_EVERY = 2.0         # seconds between looks at the partition leases
 PREFETCH = 30000          # unacked messages the broker lets this consumer hold (a checkpoint before 90%)
 
@@ -88,8 +89,9 @@ class Detection:
 
     A batch is parsed and scored at once; its anomaly events and invalid readings are published together
     with pipelined confirms; every ``CHECKPOINT`` seconds (or when the unacknowledged deliveries approach
-    the prefetch) the changed states are written to Redis, refits are asked for, and everything scored is
-    acknowledged with one ``basic.ack`` (multiple). Any failure acknowledges nothing: the consumer
+    the prefetch, or as soon as the queue goes quiet for :data:`QUIET`) the changed states are written to
+    Redis, refits are asked for, and everything scored is acknowledged with one ``basic.ack`` (multiple):
+    a burst is saved and acknowledged when it ends, not up to a second later. Any failure acknowledges nothing: the consumer
     reconnects, the broker redelivers, and the engine starts again from the saved states (a reading
     scored twice is recognised as a duplicate).
     """
@@ -103,6 +105,7 @@ class Detection:
         self.refits: list[tuple[str, str, int]] = []
         self.pending: list[tuple[Any, float]] = []   # batch results not yet acked (for the counters)
         self.last_checkpoint = time.monotonic()
+        self.last_batch = 0.0      # when the last batch was scored
         self.isolating = False     # after an engine failure: score one message at a time until a checkpoint
 
     def on_batch(self, consumer: BatchConsumer, batch: list[Delivery]) -> None:
@@ -113,11 +116,13 @@ class Detection:
         self.pending.append((res, time.monotonic() - t0))
         self.last_tag = batch[-1].tag
         self.unacked += len(batch)
-        if time.monotonic() - self.last_checkpoint >= CHECKPOINT or self.unacked >= PREFETCH * 0.9:
+        self.last_batch = time.monotonic()
+        if self.last_batch - self.last_checkpoint >= CHECKPOINT or self.unacked >= PREFETCH * 0.9:
             self.checkpoint(consumer)
 
     def on_tick(self, consumer: BatchConsumer) -> None:
-        if self.last_tag is not None and time.monotonic() - self.last_checkpoint >= CHECKPOINT:
+        now = time.monotonic()
+        if self.last_tag is not None and (now - self.last_checkpoint >= CHECKPOINT or now - self.last_batch >= QUIET):
             self.checkpoint(consumer)
 
     def on_stop(self, consumer: BatchConsumer) -> None:

@@ -86,6 +86,36 @@ def test_history_then_spike_reaches_anomalies(wsettings, worker_factory, watch):
     assert ev["series"] == fingerprint("test_load", {"host": "h0", "team": "payments"})
 
 
+def test_a_burst_is_saved_and_acknowledged_when_it_ends_not_at_the_next_checkpoint(wsettings, monkeypatch):
+    """With checkpoints an hour apart, a detection consumer whose queue goes quiet saves the states and
+    acknowledges what it scored at once: nothing waits unacknowledged (to be scored again after a crash)
+    for the next checkpoint."""
+    from harewatch.broker.connection import pika_parameters
+    from harewatch.broker.consume import BatchConsumer, run_in_thread
+    from harewatch.workers import detect, runtime
+    from harewatch.workers.celery_app import create_app
+
+    monkeypatch.setattr(detect, "CHECKPOINT", 3600.0)
+    readings = series_data(2, 0.5)
+    with Publisher(settings=wsettings, batch_size=10) as pub:
+        pub.publish(readings)
+    before = runtime._settings
+    runtime.use(wsettings)
+    consumer = BatchConsumer(lambda: pika_parameters(wsettings), [wsettings.prefix + "detect.default"],
+                             detect.Detection(create_app(wsettings)), tick=0.1, name="test-detection")
+    thread = run_in_thread(consumer)
+    try:
+        wait_scored(wsettings, readings, timeout=60)
+        deadline = time.monotonic() + 60     # the management API's counts lag by its stats interval
+        while queue_depth(wsettings, "detect.default") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert queue_depth(wsettings, "detect.default") == 0, "scored but left unacknowledged"
+    finally:
+        consumer.stop()
+        thread.join(30)
+        runtime.use(before)  # type: ignore[arg-type]
+
+
 def test_garbage_is_dead_lettered_with_reason_and_worker_survives(wsettings, worker_factory):
     w = worker_factory(wsettings, "--detect", "all", "-Q", wsettings.prefix + "harewatch.tasks").start()
     pid = w.proc.pid
