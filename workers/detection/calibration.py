@@ -20,8 +20,9 @@ The score is a monotone map of the return period onto [0, 1): 0.5 means "once
 a month on this series' normal data". So a sensitivity is a false-alarm rate
 (high: one per week, medium: one per month, low: one per year), and one
 threshold fits every series. Values beyond the alert threshold are learned
-only up to it, so anomalies do not teach the calibrator that anomalies are
-normal, while a series whose normal behaviour is wild still gets there.
+only up to it (on a heavy tail, up to a value ten times rarer: :func:`learn_cap`),
+so anomalies do not teach the calibrator that anomalies are normal, while a
+series whose normal behaviour is wild still gets there.
 
 Pure functions over a small list of floats (kept in the series state).
 """
@@ -41,6 +42,10 @@ G_MIN, G_MAX = -0.2, 0.4  # tail shapes allowed: from lighter than exponential (
 #: hazard it has there. Medium and high thresholds lie before that point; at g = -0.2, low's moves by
 #: 1%.
 END_B = 0.25
+#: A tail heavier than HEAVY (shape g) is learned up to the value RARER times rarer than the alert
+#: threshold, not up to the threshold itself (see :func:`learn_cap`).
+HEAVY = 0.1
+RARER = 10.0
 HOUR, DAY = 3600.0, 86400.0
 C = math.log(30 * DAY / HOUR)   # score 0.5 = a return period of 30 days
 MAX_SCORE = 0.9999              # scores stay below 1 after rounding to four places
@@ -143,6 +148,16 @@ def value_at(c: list[float], p: float) -> float:
             return c[_U] + c[_SIG] / g * (b - 1.0)
         return c[_U] + c[_SIG] * ((END_B - 1.0) / g + END_B * (math.log(r) - math.log(END_B) / g))
     return c[_U] + c[_SIG] * math.log(r)
+
+
+def learn_cap(c: list[float], p: float, at_p: float) -> float:
+    """The value up to which a statistic is learned (a larger value is learned as this one), given the
+    alert threshold ``at_p``, the value of tail probability ``p``: the threshold itself, so anomalies do
+    not teach that anomalies are normal; on a heavy tail, the value RARER times rarer. Capped at the
+    threshold, the values a heavy-tailed series normally shows beyond it (bursts of tweets, of CPU) are
+    all learned as the threshold, so the tail is fitted lighter than it is, the threshold comes out lower,
+    more values are capped, and the series alerts on its own bursts."""
+    return value_at(c, p / RARER) if c[_GAM] > HEAVY else at_p
 
 
 def learn(c: list[float], x: float, prior: Prior, cap: float) -> None:

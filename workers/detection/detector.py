@@ -637,7 +637,7 @@ class Detector:
             typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
         res.surprise = surprise
         self._episode(st, res, typ, surprise, candidate)
-        self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt)
+        self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr)
 
     @staticmethod
     def _z_limits(st: SeriesState, p_thr: float) -> tuple[float, float]:
@@ -737,7 +737,7 @@ class Detector:
         return s_vc
 
     def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, z: float, sigma: float,
-               ph: int, z_up: float, z_dn: float, s_pt: float) -> None:
+               ph: int, z_up: float, z_dn: float, s_pt: float, p_thr: float) -> None:
         """Learn from the point after deciding on it (clipped, so anomalies barely move the model)."""
         # an episode's first point teaches the tails like any point, up to the alert threshold: a value at
         # least that unusual happened. Skipped nine times in ten, the largest values of a bursty series went
@@ -745,6 +745,10 @@ class Detector:
         # The episode's later points, and a point past the threshold that raised nothing (k of n
         # unconfirmed), are learned as anomalies
         odd = not res.onset and (res.anomaly or s_pt >= self.s.threshold)
+        if z > 0.0:         # the other side learns 0, below any cap
+            z_up = cal.learn_cap(st.cal_pt, 0.5 * p_thr, z_up)
+        else:
+            z_dn = cal.learn_cap(st.cal_dn, 0.5 * p_thr, z_dn)
         self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
         self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
         lim = 3.0 * sigma

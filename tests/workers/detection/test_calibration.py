@@ -35,3 +35,27 @@ def test_value_at_inverts_the_tail_on_both_sides_of_its_end(seed):
         p = cal.tail_probability(c, z)
         assert p > 0
         assert cal.value_at(c, p) == pytest.approx(z, rel=1e-9)
+
+
+@pytest.mark.parametrize("g", [0.2, 0.3])
+def test_a_heavy_tail_learned_up_to_its_cap_still_finds_its_alert_level(g):
+    """A statistic whose normal values have a Pareto-heavy tail (bursts, shape g), learned as the detector
+    learns it (each value capped by learn_cap), puts its one-in-17,000 value (medium's, on 5-minute data)
+    within 10% of the truth (median of 8 series: 3% and 9% low). Capped at the threshold itself, the values
+    beyond it were learned as the threshold and the fit came out 11% (g = 0.2) and 20% (g = 0.3) low:
+    alerts on the series' own bursts."""
+    p = 0.5 * cal.target_rate(DetectorSettings().threshold, 300.0)
+    truth = (p ** -g - 1.0) / g
+    found = []
+    for seed in range(8):
+        c = cal.new(cal.POINT)
+        for u in np.random.default_rng(seed).random(30000):
+            cal.learn(c, (float(u) ** -g - 1.0) / g, cal.POINT, cal.learn_cap(c, p, cal.value_at(c, p)))
+        found.append(cal.value_at(c, p))
+    assert float(np.median(found)) > 0.9 * truth, (truth, found)
+
+
+def test_a_light_tail_is_learned_up_to_the_alert_threshold():
+    """Gaussian noise is no heavy tail: anomalies past its threshold teach it no more than the threshold."""
+    c = gaussian_calibrator(0)
+    assert cal.learn_cap(c, 5.8e-5, 4.2) == 4.2
