@@ -91,9 +91,9 @@ class Detection:
     with pipelined confirms; every ``CHECKPOINT`` seconds (or when the unacknowledged deliveries approach
     the prefetch, or as soon as the queue goes quiet for :data:`QUIET`) the changed states are written to
     Redis, refits are asked for, and everything scored is acknowledged with one ``basic.ack`` (multiple):
-    a burst is saved and acknowledged when it ends, not up to a second later. Any failure acknowledges nothing: the consumer
-    reconnects, the broker redelivers, and the engine starts again from the saved states (a reading
-    scored twice is recognised as a duplicate).
+    a burst is saved and acknowledged when it ends, not up to a second later. Any failure acknowledges
+    nothing: the consumer reconnects, the broker redelivers, and the engine starts again from the saved
+    states (a reading scored twice is recognised as a duplicate).
     """
 
     def __init__(self, app: Any) -> None:
@@ -122,7 +122,8 @@ class Detection:
 
     def on_tick(self, consumer: BatchConsumer) -> None:
         now = time.monotonic()
-        if self.last_tag is not None and (now - self.last_checkpoint >= CHECKPOINT or now - self.last_batch >= QUIET):
+        if self.last_tag is not None and (now - self.last_checkpoint >= CHECKPOINT
+                                          or now - self.last_batch >= QUIET):
             self.checkpoint(consumer)
 
     def on_stop(self, consumer: BatchConsumer) -> None:

@@ -161,7 +161,7 @@ def learn_cap(c: list[float], p: float, at_p: float) -> float:
 
 
 def learn(c: list[float], x: float, prior: Prior, cap: float) -> None:
-    """Take in one value of the statistic (winsorised at ``cap``, the alert threshold's value)."""
+    """Take in one value of the statistic (winsorised at ``cap``: see :func:`learn_cap`)."""
     if x > cap:
         x = cap
     n = c[_N] + 1.0
