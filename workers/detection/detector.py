@@ -44,6 +44,8 @@ LEVEL_FLOOR = 1e-3        # the scale never falls below this fraction of the lev
 AMPLITUDE_FLOOR = 5e-3    # ... nor this fraction of the seasonal profile's range ...
 QUANTUM_FLOOR = 0.5       # ... nor half the smallest step between two values (quantisation)
 QUANTUM_SMALL_STEP = 4    # steps of up to this many quanta show the grid (50 of them are needed)
+COUNT_DISPERSION = 0.5    # an integer series whose noise variance is at least this share of its level counts
+                          # events: a count of about m varies by at least sqrt(m) (Poisson)
 EXIT_PERIOD = 86400.0     # an episode ends when points are no rarer than once a day ...
 QUIET_SECONDS = 1800.0    # ... for this long (at least 3 points, at most 30)
 STEP_RATIO = 3.0          # a change between two buckets this many times their neighbours' is a step
@@ -336,14 +338,25 @@ class Detector:
                 return (v1 if frac >= 0.5 else v0), ph
         return v0 * (1.0 - frac) + v1 * frac, ph
 
-    def _sigma(self, st: SeriesState, ph: int) -> float:
-        sig = st.ew_abs
+    def _sigma(self, st: SeriesState, ph: int, exp: float) -> float:
+        """The noise scale at phase ``ph`` where ``exp`` is expected: the series' own, shaped by the phase,
+        never below what the series can resolve (:meth:`_floor`), and on a series of counts never below
+        a count's own noise, sqrt(exp). The phase shape learns slowly (a visit a day); without the
+        count floor, a count's busiest hours scored their ordinary noise as spikes."""
+        base = st.ew_abs * SIGMA_FROM_ABS
+        sig = base
         if st.ph_abs is not None and ph >= 0:
             r = st.ph_abs[ph]
             sig *= 0.5 if r < 0.5 else 2.0 if r > 2.0 else r
-        sig *= SIGMA_FROM_ABS
         floor = self._floor(st)
-        return sig if sig > floor else floor
+        if sig < floor:
+            sig = floor
+        lvl = st.level
+        if st.all_int and exp > 1.0 and lvl is not None and lvl > 0.0 and base * base >= COUNT_DISPERSION * lvl:
+            c = math.sqrt(exp)
+            if c > sig:
+                sig = c
+        return sig
 
     def _floor(self, st: SeriesState) -> float:
         """What the series can resolve: its quantisation step, float noise, a little of its level and of
@@ -595,7 +608,7 @@ class Detector:
             return
         season, ph = self._season(st, ts)
         exp = st.level + season
-        sigma = self._sigma(st, ph)
+        sigma = self._sigma(st, ph, exp)
         r = x - exp
         z = r / sigma
         az = z if z >= 0 else -z
@@ -946,9 +959,9 @@ class Detector:
         from harewatch.times import iso
         below = above = None
         if st.level is not None and st.last_ts is not None:
-            _, ph = self._season(st, st.last_ts)
+            season, ph = self._season(st, st.last_ts)
             z_up, z_dn = self._z_limits(st, cal.target_rate(self.s.threshold, st.interval or 60.0))
-            sig = self._sigma(st, ph)
+            sig = self._sigma(st, ph, st.level + season)
             below = max(z_dn * sig, self.s.min_deviation)
             above = max(z_up * sig, self.s.min_deviation)
         return {
