@@ -338,25 +338,30 @@ class Detector:
                 return (v1 if frac >= 0.5 else v0), ph
         return v0 * (1.0 - frac) + v1 * frac, ph
 
-    def _sigma(self, st: SeriesState, ph: int, exp: float) -> float:
-        """The noise scale at phase ``ph`` where ``exp`` is expected: the series' own, shaped by the phase,
-        never below what the series can resolve (:meth:`_floor`), and on a series of counts never below
-        a count's own noise, sqrt(exp). The phase shape learns slowly (a visit a day); without the
-        count floor, a count's busiest hours scored their ordinary noise as spikes."""
-        base = st.ew_abs * SIGMA_FROM_ABS
-        sig = base
+    def _sigma(self, st: SeriesState, ph: int) -> float:
+        """The noise scale at phase ``ph``: the series' own, shaped by the phase, never below what the
+        series can resolve (:meth:`_floor`)."""
+        sig = st.ew_abs
         if st.ph_abs is not None and ph >= 0:
             r = st.ph_abs[ph]
             sig *= 0.5 if r < 0.5 else 2.0 if r > 2.0 else r
+        sig *= SIGMA_FROM_ABS
         floor = self._floor(st)
-        if sig < floor:
-            sig = floor
+        return sig if sig > floor else floor
+
+    @staticmethod
+    def _count_scale(st: SeriesState, exp: float, sigma: float) -> float:
+        """The point's scale on a series of counts: never below a count's own noise, sqrt(exp). The phase
+        shape learns a visit a day; without this, a count's busiest hours scored their ordinary noise as
+        spikes. A series is a count if it is all integers as noisy as counts (not a pool size)."""
         lvl = st.level
-        if st.all_int and exp > 1.0 and lvl is not None and lvl > 0.0 and base * base >= COUNT_DISPERSION * lvl:
-            c = math.sqrt(exp)
-            if c > sig:
-                sig = c
-        return sig
+        if not st.all_int or exp <= 1.0 or lvl is None or lvl <= 0.0:
+            return sigma
+        base = st.ew_abs * SIGMA_FROM_ABS
+        if base * base < COUNT_DISPERSION * lvl:
+            return sigma
+        c = math.sqrt(exp)
+        return c if c > sigma else sigma
 
     def _floor(self, st: SeriesState) -> float:
         """What the series can resolve: its quantisation step, float noise, a little of its level and of
@@ -608,7 +613,8 @@ class Detector:
             return
         season, ph = self._season(st, ts)
         exp = st.level + season
-        sigma = self._sigma(st, ph, exp)
+        own = self._sigma(st, ph)
+        sigma = self._count_scale(st, exp, own)
         r = x - exp
         z = r / sigma
         az = z if z >= 0 else -z
@@ -633,7 +639,10 @@ class Detector:
             return
 
         flat = self._flatline(st, x)
-        self._push_windows(st, z, r)
+        # the 5- and 30-point windows behind shifts and spreads keep the series' own scale: their calibrators
+        # are shared by the whole day, and a floor binding at the busy hours only made the quiet hours'
+        # spread look like a variance change (simulated orders per minute: two false alerts)
+        self._push_windows(st, z if sigma == own else r / own, r)
         typ, surprise = ("spike" if z > 0 else "dip"), s_pt
         candidate = s_pt >= s.threshold and dev_ok and self._dir_ok(z)
         shift = self._level_shift(st, ts, p_thr)
@@ -961,7 +970,7 @@ class Detector:
         if st.level is not None and st.last_ts is not None:
             season, ph = self._season(st, st.last_ts)
             z_up, z_dn = self._z_limits(st, cal.target_rate(self.s.threshold, st.interval or 60.0))
-            sig = self._sigma(st, ph, st.level + season)
+            sig = self._count_scale(st, st.level + season, self._sigma(st, ph))
             below = max(z_dn * sig, self.s.min_deviation)
             above = max(z_up * sig, self.s.min_deviation)
         return {
