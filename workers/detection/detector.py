@@ -44,6 +44,9 @@ LEVEL_FLOOR = 1e-3        # the scale never falls below this fraction of the lev
 AMPLITUDE_FLOOR = 5e-3    # ... nor this fraction of the seasonal profile's range ...
 QUANTUM_FLOOR = 0.5       # ... nor half the smallest step between two values (quantisation)
 QUANTUM_SMALL_STEP = 4    # steps of up to this many quanta show the grid (50 of them are needed)
+LEVEL_FAST = 0.5          # the level's smoothing on a series without a season that wanders (a sensor) ...
+LEVEL_ERR_RATE = 0.005    # ... chosen by each smoothing's one-step error, averaged over about 200 points:
+LEVEL_SWITCH = 0.7        # the other smoothing takes over when its error is below this share of the current one's
 COUNT_DISPERSION = 0.5    # an integer series whose noise variance is at least this share of its level counts
                           # events: a count of about m varies by at least sqrt(m) (Poisson)
 EXIT_PERIOD = 86400.0     # an episode ends when points are no rarer than once a day ...
@@ -196,6 +199,11 @@ class SeriesState:
     ep_age: int = 0                  # points since the current episode's onset
     ep_type: str = ""
     returned_after: float = 0.0      # it came back after this long retired (said in its first event)
+    level_fast: bool = False         # the level follows with LEVEL_FAST (else an hour of points)
+    level_alt: float | None = None   # the level the other smoothing would have (no season yet)
+    err_cur: float = 0.0             # mean squared one-step error of the level used ...
+    err_alt: float = 0.0             # ... and of the other
+    err_n: int = 0                   # points both have been compared on
 
     # -- serialisation ------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -462,6 +470,8 @@ class Detector:
             if st.ph_abs is None or len(st.ph_abs) != len(prof):
                 st.ph_abs = array("d", [1.0] * len(prof))
             st.profile = prof
+            # a seasonal model explains the wander a level model followed: back to an hour of points
+            st.level_fast, st.level_alt, st.err_cur, st.err_alt, st.err_n = False, None, 0.0, 0.0, 0
             st.model_periods = fit.periods
             st.method = fit.method
             # level from the newest raw points against the new profile: current even after a shift
@@ -725,6 +735,8 @@ class Detector:
                 and (shift if shift >= 0 else -shift) >= s.min_deviation):
             return None
         st.level = (st.level or 0.0) + shift
+        if st.level_alt is not None:
+            st.level_alt += shift
         if st.profile is not None:
             # a shift the seasonal model does not explain: keep it out of the next fit's history.
             # Without a model yet, a "shift" may be the season itself (a square wave): keep it in.
@@ -776,7 +788,7 @@ class Detector:
         lim = 3.0 * sigma
         innov = x - exp
         innov = lim if innov > lim else -lim if innov < -lim else innov
-        st.level = (st.level or 0.0) + self._alpha_level(st) * innov
+        self._follow_level(st, innov, x - exp, lim)
         if ph >= 0 and st.profile is not None and not res.anomaly:
             st.profile[ph] += 0.02 * innov
         if s_pt < self.s.threshold:  # the scale learns from ordinary points only
@@ -833,6 +845,30 @@ class Detector:
                 st.in_episode, st.quiet = False, 0
         else:
             st.quiet = 0
+
+    def _follow_level(self, st: SeriesState, innov: float, r: float, lim: float) -> None:
+        """Move the level by the point's (clipped) innovation. Without a season, two smoothings run side by
+        side, an hour of points and LEVEL_FAST, and the series follows the one that predicts it better: a
+        slowly wandering sensor is best predicted by its last values (followed an hour behind, its wander
+        scored as spikes and shifts), white noise by a long mean (followed fast, each point's noise doubled
+        as the next one's error)."""
+        lvl = st.level or 0.0
+        slow = self._alpha_level(st)
+        if st.profile is not None:
+            st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
+            return
+        alt = st.level_alt if st.level_alt is not None else lvl
+        e_alt = r + (lvl - alt)
+        e_alt = lim if e_alt > lim else -lim if e_alt < -lim else e_alt
+        st.err_cur += LEVEL_ERR_RATE * (innov * innov - st.err_cur)
+        st.err_alt += LEVEL_ERR_RATE * (e_alt * e_alt - st.err_alt)
+        st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
+        st.level_alt = alt + (slow if st.level_fast else LEVEL_FAST) * e_alt
+        st.err_n += 1
+        if st.err_n * LEVEL_ERR_RATE >= 2.0 and st.err_alt < LEVEL_SWITCH * st.err_cur:
+            st.level, st.level_alt = st.level_alt, st.level
+            st.err_cur, st.err_alt = st.err_alt, st.err_cur
+            st.level_fast = not st.level_fast
 
     def _alpha_level(self, st: SeriesState) -> float:
         """The level's smoothing: an hour of points (at least 10)."""
