@@ -83,7 +83,9 @@ setup(
         "statsmodels>=0.14",
         "numpy>=1.24",
         "jinja2>=3.1",
-        "sentry-sdk>=1.40",
+        # 3.0 replaced send_default_pii (mypy rejects our send_default_pii=False) with data_collection, which
+        # collects user data by default: stay on 2.x until the Sentry hook is moved over deliberately
+        "sentry-sdk>=1.40,<3",
         "redis>=5.0",
         "click>=8.1",
         "PyYAML>=6.0",
