@@ -273,6 +273,16 @@ def onsets_after_learning(shape: str, seed: int = 0) -> list[tuple[float, str]]:
     return [((t - s.ts[0]) / DAY, r.type) for t, r in zip(s.ts.tolist(), res) if r.onset and t - s.ts[0] > LEARNED]
 
 
+def false_onsets(shape: str, seeds: int, days: float = 28.0, after: float = LEARNED) -> int:
+    """Alerts raised by ``seeds`` anomaly-free series of ``shape`` after their first ``after`` seconds."""
+    onsets = 0
+    for seed in range(seeds):
+        s = corpus_clean(shape, seed, days=days)
+        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
+        onsets += sum(1 for t, r in zip(s.ts.tolist(), res) if r.onset and t - s.ts[0] > after)
+    return onsets
+
+
 @pytest.mark.parametrize("shape", ["noiseless_wave", "square_wave", "flat_line"])
 def test_noiseless_shapes_raise_nothing(shape):
     """A noiseless wave, a square wave, a flat line: nothing at all (the noise floor)."""
@@ -452,11 +462,7 @@ def test_bursty_counts_learn_that_their_bursts_are_normal():
     """Heavy-tailed counts with bursts of attention (tweet volume): at most 12 false alerts in 16 series-weeks
     after the first week. An alert's own point teaches the calibrator (up to the threshold); skipped nine
     times in ten, the bursts went missing from the tail it fitted, and these series raised 19."""
-    onsets = 0
-    for seed in range(8):
-        s = corpus_clean("bursty_counts", seed, days=21)
-        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
-        onsets += sum(1 for t, r in zip(s.ts.tolist(), res) if r.onset and t - s.ts[0] > 7 * DAY)
+    onsets = false_onsets("bursty_counts", 8, days=21, after=7 * DAY)
     assert onsets <= 12, onsets
 
 
@@ -465,11 +471,7 @@ def test_counts_are_scored_against_a_counts_own_noise():
     hours vary by sqrt(65) = 8 where the quietest vary by 4. The noise's daily shape is learned a visit a
     day, so the busy hours' ordinary noise scored as spikes (11 false alerts in these 16 series after their
     first three days) until a count's own noise, sqrt(expected), became a floor of the scale."""
-    onsets = 0
-    for seed in range(16):
-        s = corpus_clean("integer_counts", seed, days=28)
-        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
-        onsets += sum(1 for t, r in zip(s.ts.tolist(), res) if r.onset and t - s.ts[0] > LEARNED)
+    onsets = false_onsets("integer_counts", 16)
     assert onsets <= 6, onsets
 
 
@@ -490,11 +492,7 @@ def test_a_wandering_sensor_is_followed_closely_and_white_noise_is_not():
     followed an hour behind, its wander scored as spikes, dips and shifts (17 false alerts in these 16
     series after their first three days). Each series follows the smoothing that predicts it better; white
     noise keeps the long mean, so its 5-sigma spikes are caught as before."""
-    onsets = 0
-    for seed in range(16):
-        s = corpus_clean("sensor_ar1", seed, days=28)
-        res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
-        onsets += sum(1 for t, r in zip(s.ts.tolist(), res) if r.onset and t - s.ts[0] > LEARNED)
+    onsets = false_onsets("sensor_ar1", 16)
     assert onsets <= 12, onsets
     det = Detector(DetectorSettings())
     s = corpus_clean("pure_noise", 0, days=7)
