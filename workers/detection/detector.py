@@ -786,9 +786,9 @@ class Detector:
         self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
         self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
         lim = 3.0 * sigma
-        innov = x - exp
-        innov = lim if innov > lim else -lim if innov < -lim else innov
-        self._follow_level(st, innov, x - exp, lim)
+        raw = x - exp
+        innov = lim if raw > lim else -lim if raw < -lim else raw
+        self._follow_level(st, innov, raw, lim)
         if ph >= 0 and st.profile is not None and not res.anomaly:
             st.profile[ph] += 0.02 * innov
         if s_pt < self.s.threshold:  # the scale learns from ordinary points only
@@ -854,15 +854,14 @@ class Detector:
         as the next one's error)."""
         lvl = st.level or 0.0
         slow = self._alpha_level(st)
+        st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
         if st.profile is not None:
-            st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
-            return
+            return          # a season explains the wander (installing one resets the choice to slow)
         alt = st.level_alt if st.level_alt is not None else lvl
         e_alt = r + (lvl - alt)
         e_alt = lim if e_alt > lim else -lim if e_alt < -lim else e_alt
         st.err_cur += LEVEL_ERR_RATE * (innov * innov - st.err_cur)
         st.err_alt += LEVEL_ERR_RATE * (e_alt * e_alt - st.err_alt)
-        st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
         st.level_alt = alt + (slow if st.level_fast else LEVEL_FAST) * e_alt
         st.err_n += 1
         if st.err_n * LEVEL_ERR_RATE >= 2.0 and st.err_alt < LEVEL_SWITCH * st.err_cur:
