@@ -9,7 +9,9 @@ Per shape, with the shipped defaults (periods inferred, sensitivity medium):
 - recall of injected spikes, dips and level shifts of 5 robust sigmas within 5 points, and the
   median delay in points. One is injected every ``--every-days`` (3: ten times the false-alarm rate
   medium promises, so the anomalies themselves teach the series' tail something; 8 is closer to a
-  series that is mostly normal).
+  series that is mostly normal);
+- "again": the share of injected level shifts that raised a second alert when they were undone (half a
+  day later): the series going back to where it was is the end of the incident, not a new one.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ import numpy as np
 from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
 from harewatch.workers.detection.backtest import run_series
 from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
-from harewatch.workers.detection.corpus import DAY, INJECT_EVERY_DAYS, SHAPES, WEEK, clean, injected
+from harewatch.workers.detection.corpus import DAY, INJECT_EVERY_DAYS, SHAPES, SHIFT_LASTS, WEEK, clean, injected
 
 WARMUP_DAYS = 3.0
 TOLERANCE = 5
@@ -38,6 +40,7 @@ def evaluate_shape(shape: str, seeds: int, days: float, sensitivity: str,
     onsets = weeks = above = counted = 0.0
     expected_rate = []
     hits = {"spike": [0, 0], "dip": [0, 0], "level_shift": [0, 0]}
+    again = [0, 0]
     delays: list[int] = []
     points = 0
     for seed in range(seeds):
@@ -59,11 +62,16 @@ def evaluate_shape(shape: str, seeds: int, days: float, sensitivity: str,
             if found:
                 hits[kind][0] += 1
                 delays.append(found[0])
+            if kind == "level_shift":
+                end = int(np.searchsorted(s.ts, s.ts[i] + SHIFT_LASTS))
+                again[1] += 1
+                again[0] += any(r.onset for r in res[end:end + TOLERANCE + 1])
     return {"false_per_week": onsets / weeks if weeks else float("nan"),
             "above": above / counted if counted else float("nan"),
             "target": float(np.mean(expected_rate)),
             **{k: v[0] / v[1] if v[1] else float("nan") for k, v in hits.items()},
-            "delay": float(np.median(delays)) if delays else float("nan"), "points": points}
+            "delay": float(np.median(delays)) if delays else float("nan"), "points": points,
+            "again": again[0] / again[1] if again[1] else float("nan")}
 
 
 def main() -> None:
@@ -78,7 +86,7 @@ def main() -> None:
           f"sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "
           f"one anomaly injected every {a.every_days:g} days")
     print(f"{'shape':20} {'false/wk':>8} {'above thr':>10} {'target':>9} {'spike':>6} {'dip':>6} "
-          f"{'shift':>6} {'delay':>6}")
+          f"{'shift':>6} {'delay':>6} {'again':>6}")
     t0 = time.perf_counter()
     points = 0
     worst = {"false_per_week": 0.0, "recall": 1.0}
@@ -88,7 +96,7 @@ def main() -> None:
         worst["false_per_week"] = max(worst["false_per_week"], r["false_per_week"])
         worst["recall"] = min(worst["recall"], r["spike"], r["dip"], r["level_shift"])
         print(f"{shape:20} {r['false_per_week']:8.2f} {r['above']:10.2e} {r['target']:9.2e} {r['spike']:6.2f} "
-              f"{r['dip']:6.2f} {r['level_shift']:6.2f} {r['delay']:6.1f}")
+              f"{r['dip']:6.2f} {r['level_shift']:6.2f} {r['delay']:6.1f} {r['again']:6.2f}")
     dt = time.perf_counter() - t0
     print(f"worst shape: {worst['false_per_week']:.2f} false onsets per series-week, recall {worst['recall']:.2f}; "
           f"{points:,} points in {dt:.1f} s ({points / dt:,.0f} points/s including refits, {IMPLEMENTATION} detector)")

@@ -109,6 +109,7 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
 
 
 INJECT_EVERY_DAYS = 3.0   # days between injected anomalies (ten times the rate medium promises)
+SHIFT_LASTS = DAY / 2     # an injected level shift is undone after this long
 
 SHAPES = ("noiseless_wave", "square_wave", "small_noise_wave", "flat_line", "pure_noise", "integer_counts",
           "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1")
@@ -129,7 +130,7 @@ def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
 def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, warmup_days: float = 3.0,
              every_days: float = INJECT_EVERY_DAYS) -> Series:
     """The shape with spikes, dips and level shifts of ``size`` robust sigmas, one every ``every_days``
-    after ``warmup_days``; level shifts last a day and then return."""
+    after ``warmup_days``; level shifts last SHIFT_LASTS (half a day) and are then undone."""
     s = clean(shape, seed, days)
     rng = np.random.default_rng([SHAPES.index(shape), seed, 1])
     x = s.x.copy()
@@ -145,7 +146,7 @@ def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, w
         elif kind == "dip":
             x[i] -= mag
         else:
-            end = int(np.searchsorted(s.ts, s.ts[i] + DAY / 2))
+            end = int(np.searchsorted(s.ts, s.ts[i] + SHIFT_LASTS))
             x[i:end] += mag
         s.labels.append((i, kind, size))
         k += 1
