@@ -62,6 +62,7 @@ RETIRE_MIN = 2 * 86400.0  # a series silent this long (or twice its longest peri
 PHASE_SCALE_RATE = 0.01  # per visit of a phase (once a cycle): how fast its noise scale learns; at 0.02 its own
                           # noise narrowed the band by 15% at the worst phases (10% now)
 GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forgotten
+RETURN_MEMORY = 2 * 86400.0   # how long the level before a shift is remembered: moving back to it is no new alert
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,11 @@ class SeriesState:
     err_cur: float = 0.0             # mean squared one-step error of the level used ...
     err_alt: float = 0.0             # ... and of the other
     err_n: int = 0                   # points both have been compared on
+    ep_base: float | None = None     # the level when the current (or last) episode opened
+    ret_level: float | None = None   # the level before the last shift (until ret_until): back there is no news
+    ret_until: float = 0.0
+    ret_up: bool = False             # that shift went up
+    anchor: int = 0                  # points left in which the level, put back, is re-estimated from them
 
     # -- serialisation ------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -476,11 +482,19 @@ class Detector:
             st.method = fit.method
             # level from the newest raw points against the new profile: current even after a shift
             rest = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts, st.recent_x)]
+            old = st.level
             if rest:
                 tail = sorted(rest[-16:])
                 st.level = tail[len(tail) // 2]
             else:
                 st.level = fit.trend_end
+            if old is not None:
+                # the levels before the last episode and the last shift, in the new model's terms: the
+                # shift itself is unchanged
+                if st.ret_level is not None:
+                    st.ret_level += st.level - old
+                if st.ep_base is not None:
+                    st.ep_base += st.level - old
             if first and len(rest) >= 16:
                 # the level model's noise scale is a whole wave wide on a seasonal series, and it took a
                 # day to decay: start from the new model's own residuals on the newest points
@@ -627,14 +641,12 @@ class Detector:
         sigma = self._count_scale(st, exp, own)
         r = x - exp
         z = r / sigma
-        az = z if z >= 0 else -z
         iv = st.interval or 60.0
         # the point against this series' own tail on its side (counts, latencies and idle CPU burst up and
         # barely dip): each tail is promised half the false-alarm rate; the thresholds as values of |z|
         p_thr = cal.target_rate(s.threshold, iv)
         z_up, z_dn = self._z_limits(st, p_thr)
-        p_pt = 2.0 * cal.tail_probability(st.cal_pt if z >= 0 else st.cal_dn, az)
-        s_pt = cal.surprise(p_pt if p_pt < 1.0 else 1.0, iv)
+        s_pt = self._point_surprise(st, z, iv)
         res.expected, res.score, res.surprise = exp, z, s_pt
         up = z_up * sigma
         dn = z_dn * sigma
@@ -648,6 +660,7 @@ class Detector:
                 self._mark(res, "spike" if z > 0 else "dip", s_pt, event=not st.in_episode)
             return
 
+        base = st.level
         flat = self._flatline(st, x)
         # the 5- and 30-point windows behind shifts and spreads keep the series' own scale: their calibrators
         # are shared by the whole day, and a floor binding at the busy hours only made the quiet hours'
@@ -667,9 +680,77 @@ class Detector:
             typ, surprise, candidate = "variance_change", s_vc, True
         if flat and not candidate:
             typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
+        way = self._returning(st, ts, x, season, sigma, r, z_up, z_dn) if candidate else 0
+        if way == 2:
+            # back where it was before the last shift: the end of that incident, not a new one. The level goes
+            # back with it, and the point is judged (and learned) against the level it returned to
+            exp = self._return(st, season)
+            r = x - exp
+            z = r / sigma
+            s_pt = self._point_surprise(st, z, iv)
+            res.expected, res.score = exp, z
+            res.lower = exp - (dn if dn > s.min_deviation else s.min_deviation)
+            res.upper = exp + (up if up > s.min_deviation else s.min_deviation)
+            typ, surprise, candidate = ("spike" if z > 0 else "dip"), s_pt, False
+        elif way == 1:   # on its way back: part of the incident already alerted on
+            surprise, candidate = surprise * IN_EPISODE_DAMP, False
+        elif shift is not None:
+            self._remember_base(st, ts, st.ep_base if st.in_episode and st.ep_base is not None else base,
+                                shift[1] > 0)
         res.surprise = surprise
         self._episode(st, res, typ, surprise, candidate)
+        if res.onset:
+            st.ep_base = base
         self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr)
+
+    @staticmethod
+    def _point_surprise(st: SeriesState, z: float, iv: float) -> float:
+        """The calibrated surprise of a point ``z`` robust sigmas from its expected value, on its side's tail."""
+        p = 2.0 * cal.tail_probability(st.cal_pt if z >= 0 else st.cal_dn, z if z >= 0 else -z)
+        return cal.surprise(p if p < 1.0 else 1.0, iv)
+
+    @staticmethod
+    def _remember_base(st: SeriesState, ts: float, base: float, up: bool) -> None:
+        """A shift moved the level from ``base``: remember it for RETURN_MEMORY (a second shift the same way
+        keeps the first base, so two steps down and one back up is one incident)."""
+        if st.ret_level is None or ts > st.ret_until or st.ret_up != up:
+            st.ret_level, st.ret_up = base, up
+        st.ret_until = ts + RETURN_MEMORY
+
+    def _returning(self, st: SeriesState, ts: float, x: float, season: float, sigma: float, r: float,
+                   z_up: float, z_dn: float) -> int:
+        """Whether an unusual point is the series moving back to where it was before its last shift: 0 no,
+        1 on its way (between the two levels), 2 back (within the alert band of the old level). A drop that
+        recovers, a shift that is undone: without this the recovery was alerted as a new anomaly."""
+        if st.ret_level is None:
+            return 0
+        if ts > st.ret_until:
+            st.ret_level = None
+            return 0
+        if (r >= 0) if st.ret_up else (r <= 0):
+            return 0
+        d = (x - (st.ret_level + season)) / sigma
+        if -z_dn <= d <= z_up:
+            return 2
+        return 1 if ((d > z_up) if st.ret_up else (d < -z_dn)) else 0
+
+    def _return(self, st: SeriesState, season: float) -> float:
+        """Put the level back where it was before the shift; the windows start afresh (the way back is no
+        spread). Returns the new expected value."""
+        back = st.ret_level if st.ret_level is not None else (st.level or 0.0)
+        moved = back - (st.level or 0.0)
+        st.level = back
+        if st.level_alt is not None:
+            st.level_alt += moved
+        if st.profile is not None:
+            st.shift_acc += moved
+        st.ret_level = None
+        st.anchor = LS_WINDOW + 1
+        st.zwin.clear()
+        st.rwin.clear()
+        st.z2sum = 0.0
+        st.cooldown = VC_WINDOW
+        return back + season
 
     @staticmethod
     def _z_limits(st: SeriesState, p_thr: float) -> tuple[float, float]:
@@ -854,7 +935,18 @@ class Detector:
         as the next one's error)."""
         lvl = st.level or 0.0
         slow = self._alpha_level(st)
-        st.level = lvl + (LEVEL_FAST if st.level_fast else slow) * innov
+        a = LEVEL_FAST if st.level_fast else slow
+        if st.anchor:
+            # put back where it was before a shift, hours ago: the level is the mean of that and the points
+            # since (a stale level, off by a sigma, alerted on the next noisy point). The move is part of the
+            # way back, which the history leaves out as it left out the shift
+            st.anchor -= 1
+            b = 1.0 / (LS_WINDOW + 2 - st.anchor)
+            if b > a:
+                a = b
+            if st.profile is not None:
+                st.shift_acc += a * innov
+        st.level = lvl + a * innov
         if st.profile is not None:
             return          # a season explains the wander (installing one resets the choice to slow)
         alt = st.level_alt if st.level_alt is not None else lvl

@@ -72,6 +72,62 @@ def test_level_shift_within_five_points(base):
     assert not any(r.anomaly for r in res[i + 30:])
 
 
+def onsets(results, after: int = 288) -> list[int]:
+    return [i for i, r in enumerate(results) if r.onset and i > after]
+
+
+def test_a_shift_that_is_undone_is_one_alert_not_two(base):
+    """A level that drops for six hours and comes back is one incident: the drop alerts, the way back does
+    not (its score stays below the threshold), and the model is on the old level again at once. Before, the
+    return was alerted as a new level shift, on every corpus shape."""
+    t, x = base
+    x = list(x)
+    i, end = 4 * 288, 4 * 288 + 72
+    for j in range(i, end):
+        x[j] -= 10.0
+    res = run(x, t)
+    assert len(onsets(res)) == 1 and i <= onsets(res)[0] <= i + 5
+    assert max(r.score01 for r in res[end:end + 30]) < DetectorSettings().threshold
+    assert all(abs(r.score) < 5 for r in res[end + 1:end + 30])
+
+
+def test_a_stop_that_ramps_back_is_one_alert(base):
+    """A flow that stops (to a floor) and ramps back up over five points, as a pipeline restarting does: one
+    alert, not a second for each step of the recovery."""
+    t, x = base
+    x = list(x)
+    i, end = 3 * 288 + 100, 3 * 288 + 160
+    for j in range(i, end):
+        x[j] = 5.0
+    for k, f in enumerate((0.2, 0.4, 0.6, 0.8)):
+        x[end + k] = 5.0 + f * (x[end + k] - 5.0)
+    res = run(x, t)
+    assert len(onsets(res)) == 1 and i <= onsets(res)[0] <= i + 5
+
+
+def test_moving_back_past_the_old_level_is_news(base):
+    """Back from a drop and on past the old level by as much again: that is no recovery, and it alerts."""
+    t, x = base
+    x = list(x)
+    i, end = 4 * 288, 4 * 288 + 72
+    for j in range(i, len(x)):
+        x[j] += -10.0 if j < end else 10.0
+    found = onsets(run(x, t))
+    assert len(found) == 2 and i <= found[0] <= i + 5 and end <= found[1] <= end + 5
+
+
+def test_a_level_kept_for_days_is_the_new_normal_and_leaving_it_is_news(base):
+    """The old level is remembered for two days: a level kept for three is the series' normal, and a move
+    away from it (even back to the old one) alerts."""
+    t, x = base
+    x = list(x)
+    i, end = 288 + 144, 288 + 144 + 3 * 288
+    for j in range(i, end):
+        x[j] -= 10.0
+    found = onsets(run(x, t))
+    assert len(found) == 2 and i <= found[0] <= i + 5 and end <= found[1] <= end + 5
+
+
 def test_variance_change(base):
     t, x = base
     x = list(x)
