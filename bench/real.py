@@ -1,0 +1,139 @@
+"""Detection on real series that other packages ship: data nobody here made or tuned on.
+
+    python -m bench.real [--cache build/real-data]
+
+The wheels are fetched once from the package index (``pip download --no-deps``, cached) and their data
+files read from the zip, without installing or importing the packages:
+
+- sktime 1.2.0, ``datasets/data/yahoo/yahoo.csv``: a series of Yahoo's S5 anomaly benchmark, 1,000 points
+  with 7 labelled anomalies (no timestamps: hourly, as in that benchmark);
+  ``datasets/data/solar/solar.csv``: half-hourly solar generation, 6 days (zero every night);
+- river 0.26.1, ``datasets/water-flow.csv``: hourly flow through a pipeline branch, 57 days, with gaps
+  and three stops; ``drift/datasets/occupancy.csv``: a room's temperature, humidity, light and CO2
+  every 16 minutes, 6 days, whose daily rhythm follows when people are in.
+
+Per series, with the shipped defaults (sensitivity medium, periods inferred): its alerts (episodes
+opened) by type, and per series-week. For the labelled series, also the labelled anomalies alerted on
+within 5 points, and how many of them are among its highest alert scores (as many as there are labels):
+whether one threshold on ``score`` would find them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import subprocess
+import sys
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
+from harewatch.workers.detection.backtest import run_series
+
+ROOT = Path(__file__).resolve().parent.parent
+WEEK = 7 * 86400.0
+T0 = 1_700_006_400.0
+TOLERANCE = 5
+WHEELS = {"sktime": "1.2.0", "river": "0.26.1"}
+
+
+@dataclass
+class Real:
+    """One real series: its name, where it comes from, times, values and labelled anomalies (indices)."""
+
+    name: str
+    source: str
+    ts: list[float]
+    x: list[float]
+    labels: list[int] = field(default_factory=list)
+
+
+def wheel(package: str, cache: Path) -> zipfile.ZipFile:
+    """The package's wheel, downloaded into ``cache`` on first use."""
+    version = WHEELS[package]
+    found = sorted(cache.glob(f"{package}-{version}-*.whl"))
+    if not found:
+        cache.mkdir(parents=True, exist_ok=True)
+        out = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                              "-d", str(cache), f"{package}=={version}"], capture_output=True, text=True)
+        found = sorted(cache.glob(f"{package}-{version}-*.whl"))
+        if out.returncode or not found:
+            raise SystemExit(f"real: could not download {package}=={version} from the package index: "
+                             f"{(out.stderr.strip().splitlines() or ['no wheel'])[-1]}")
+    return zipfile.ZipFile(found[-1])
+
+
+def _rows(z: zipfile.ZipFile, path: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(z.read(path).decode("utf-8"))))
+
+
+def _epoch(text: str) -> float:
+    t = datetime.fromisoformat(text)
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _timed(name: str, source: str, rows: list[dict[str, str]], tcol: str, vcol: str) -> Real:
+    pts = sorted((_epoch(r[tcol]), float(r[vcol])) for r in rows if r[vcol].strip())
+    return Real(name, source, [t for t, _ in pts], [v for _, v in pts])
+
+
+def load(cache: Path) -> list[Real]:
+    """The real series, in the order the table prints them."""
+    sk, rv = wheel("sktime", cache), wheel("river", cache)
+    data = "sktime/datasets/data/"
+    rows = _rows(sk, data + "yahoo/yahoo.csv")
+    out = [Real("yahoo S5 (labelled)", "sktime", [T0 + 3600.0 * i for i in range(len(rows))],
+                [float(r["data"]) for r in rows], [i for i, r in enumerate(rows) if r["label"] == "1"]),
+           _timed("solar generation", "sktime", _rows(sk, data + "solar/solar.csv"), "datetime_gmt", "solar_gen"),
+           _timed("pipeline water flow", "river", _rows(rv, "river/datasets/water-flow.csv"), "Time",
+                  "Water flow [l/s]")]
+    occ = _rows(rv, "river/drift/datasets/occupancy.csv")
+    for col, what in (("V1", "temperature"), ("V2", "humidity"), ("V3", "light"), ("V4", "CO2")):
+        out.append(_timed(f"room {what}", "river", occ, "time", col))
+    return out
+
+
+def evaluate(s: Real) -> dict[str, object]:
+    res = run_series(Detector(DetectorSettings()), s.ts, s.x)
+    onsets = [i for i, r in enumerate(res) if r.onset]
+    weeks = (s.ts[-1] - s.ts[0]) / WEEK
+    row: dict[str, object] = {"points": len(s.x), "days": weeks * 7, "alerts": len(onsets),
+                              "per_week": len(onsets) / weeks,
+                              "types": Counter(res[i].type for i in onsets)}
+    if s.labels:
+        found = [i for i in s.labels if any(r.anomaly for r in res[i:i + TOLERANCE + 1])]
+        scores = np.array([r.score01 for r in res])
+        top = set(np.argsort(-scores, kind="stable")[:len(s.labels)].tolist())
+        near = {j for i in s.labels for j in range(i, i + TOLERANCE + 1)}
+        row.update(caught=len(found), labels=len(s.labels), top=len(top & set(s.labels)),
+                   false=sum(1 for i in onsets if i not in near))
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cache", type=Path, default=ROOT / "build" / "real-data", help="where the wheels are kept")
+    a = ap.parse_args()
+    series = load(a.cache)
+    print(f"real series from other packages' wheels, shipped defaults ({IMPLEMENTATION} detector)")
+    print(f"{'series':22} {'from':7} {'points':>6} {'days':>5} {'alerts':>6} {'per wk':>6}  by type")
+    labelled = []
+    for s in series:
+        r = evaluate(s)
+        types = ", ".join(f"{t} {n}" for t, n in sorted(r["types"].items()))  # type: ignore[attr-defined]
+        print(f"{s.name:22} {s.source:7} {r['points']:6} {r['days']:5.1f} {r['alerts']:6} {r['per_week']:6.2f}  "
+              f"{types or '-'}")
+        if s.labels:
+            labelled.append((s, r))
+    for s, r in labelled:
+        print(f"{s.name}: {r['caught']} of {r['labels']} labelled anomalies alerted on within {TOLERANCE} points, "
+              f"{r['false']} alerts elsewhere; {r['top']} of its {r['labels']} highest scores are labelled anomalies")
+
+
+if __name__ == "__main__":
+    main()
