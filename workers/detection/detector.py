@@ -62,6 +62,8 @@ RETIRE_MIN = 2 * 86400.0  # a series silent this long (or twice its longest peri
 PHASE_SCALE_RATE = 0.01  # per visit of a phase (once a cycle): how fast its noise scale learns; at 0.02 its own
                           # noise narrowed the band by 15% at the worst phases (10% now)
 GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forgotten
+RUN_MEMORY = 7 * 86400.0  # seconds over which the longest normal run of one value is forgotten (by e)
+RUN_MARGIN = 1.5          # a run this many times the longest normal one may be a flatline
 RETURN_MEMORY = 2 * 86400.0   # how long the level before a shift is remembered: moving back to it is no new alert
 
 
@@ -178,6 +180,9 @@ class SeriesState:
     p_change: float = 1.0
     n_trans: int = 0
     flat_fired: bool = False
+    run_max: float = 0.0             # the longest run of one value lately (a light sensor's night at zero) ...
+    run_val: float = 0.0             # ... and that value
+    flats: int = 0                   # flatline alerts raised so far
     all_int: bool = True
     missing_fired: bool = False
     late_skipped: int = 0
@@ -768,16 +773,24 @@ class Detector:
             if x != st.last_value:
                 if not st.flat_fired:
                     st.p_change += ap * (1.0 - st.p_change)
+                # runs of a value as long as its longest lately are this series' habit, not a stuck sensor
+                # (a light at zero all night; stuck at any other value it is news); a run alerted on teaches
+                # it only once such runs are a habit
+                if (not st.flat_fired or st.flats >= 3) and st.run_len > st.run_max:
+                    st.run_max, st.run_val = float(st.run_len), st.last_value
                 st.run_len = 0
                 st.flat_fired = False
             else:
                 st.run_len += 1
                 if not st.flat_fired:
                     st.p_change -= ap * st.p_change
+            st.run_max *= 1.0 - (st.interval or 60.0) / RUN_MEMORY
         st.last_value = x
         if st.run_len >= self.s.flatline_after and st.n_trans >= 200:
-            if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6:
+            if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6 \
+                    and (x != st.run_val or st.run_len > RUN_MARGIN * st.run_max):
                 st.flat_fired = True
+                st.flats += 1
             return st.flat_fired
         return False
 

@@ -148,6 +148,28 @@ def test_flatline():
     assert any(typ == "flatline" and i < j <= i + 35 for j, typ in events(res))
 
 
+def light_sensor(days: int, seed: int = 0) -> tuple[list[float], list[float]]:
+    """A room's light: dark (exactly zero) from 18:00 to 08:00, lit and flickering in the day."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(int(days * DAY / STEP)) * STEP
+    hour = (t % DAY) / 3600
+    x = np.where((hour >= 8) & (hour < 18), 400 + rng.normal(0, 10, len(t)), 0.0)
+    return t.tolist(), x.tolist()
+
+
+def test_a_series_at_zero_every_night_is_no_flatline_but_stuck_by_day_it_is():
+    """Fourteen hours at exactly zero every night is a light sensor's habit, not a stuck exporter: after its
+    first nights it raises no flatline (before, every night did). Stuck at a daytime value, it still does."""
+    t, x = light_sensor(8)
+    res = run_series(Detector(DetectorSettings()), t, x)
+    assert [i for i, typ in events(res) if typ == "flatline" and t[i] - t[0] > 3 * DAY] == []
+    stuck = int(5 * 288 + 12 * 12)     # day 5, noon
+    x[stuck:stuck + 36] = [x[stuck]] * 36
+    res = run_series(Detector(DetectorSettings()), t, x)
+    flat = [i for i, typ in events(res) if typ == "flatline" and t[i] - t[0] > 3 * DAY]
+    assert flat and stuck < flat[0] <= stuck + 36
+
+
 def test_constant_series_never_flatlines():
     t = [T0 + i * STEP for i in range(2000)]
     res = run([42.0] * 2000, t, periods=())
