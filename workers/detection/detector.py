@@ -795,7 +795,8 @@ class Detector:
                 st.run_len += 1
                 if not st.flat_fired:
                     st.p_change -= ap * st.p_change
-            st.run_max *= 1.0 - (st.interval or 60.0) / RUN_MEMORY
+            fade = 1.0 - (st.interval or 60.0) / RUN_MEMORY
+            st.run_max *= fade if fade > 0.0 else 0.0
         st.last_value = x
         if st.run_len >= self.s.flatline_after and st.n_trans >= 200:
             if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6 \
