@@ -210,8 +210,7 @@ class SeriesState:
     err_cur: float = 0.0             # mean squared one-step error of the level used ...
     err_alt: float = 0.0             # ... and of the other
     err_n: int = 0                   # points both have been compared on
-    ep_base: float | None = None     # the level when the current (or last) episode opened ...
-    ep_at: float = 0.0               # ... and when
+    ep_base: float | None = None     # the level when the current (or last) episode opened
     ret_level: float | None = None   # the level before the last shift (until ret_until): back there is no news
     ret_until: float = 0.0
     ret_up: bool = False             # that shift went up
@@ -706,7 +705,7 @@ class Detector:
         res.surprise = surprise
         self._episode(st, res, typ, surprise, candidate)
         if res.onset:
-            st.ep_base, st.ep_at = base, ts
+            st.ep_base = base
         self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr)
 
     @staticmethod
@@ -728,20 +727,10 @@ class Detector:
         """Whether an unusual point is the series moving back to where it was before its last shift: 0 no,
         1 on its way (between the two levels), 2 back (within the alert band of the old level). A drop that
         recovers, a shift that is undone: without this the recovery was alerted as a new anomaly."""
-        if st.ret_level is not None and ts > st.ret_until:
-            st.ret_level = None
         if st.ret_level is None:
-            # no shift was confirmed, but the level may have followed the last episode away (a shift seen
-            # as a spike, then followed): back within the band of where it was then is its end, too
-            eb = st.ep_base
-            if eb is None or ts - st.ep_at > RETURN_MEMORY or (r >= 0) == ((st.level or 0.0) >= eb):
-                return 0
-            if (r <= z_up * sigma) if r > 0 else (-r <= z_dn * sigma):
-                return 0        # a spread or a flatline, not a point out of the band
-            d = (x - (eb + season)) / sigma
-            if -z_dn <= d <= z_up:
-                st.ret_level = eb
-                return 2
+            return 0
+        if ts > st.ret_until:
+            st.ret_level = None
             return 0
         if (r >= 0) if st.ret_up else (r <= 0):
             return 0
