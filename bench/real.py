@@ -27,11 +27,11 @@ import sys
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from harewatch.times import parse_ts
 from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettings
 from harewatch.workers.detection.backtest import run_series
 
@@ -76,27 +76,21 @@ def _rows(z: zipfile.ZipFile, path: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(z.read(path).decode("utf-8"))))
 
 
-def _epoch(text: str) -> float:
-    t = datetime.fromisoformat(text)
-    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
-
-
 def _timed(name: str, source: str, rows: list[dict[str, str]], tcol: str, vcol: str) -> Real:
-    pts = sorted((_epoch(r[tcol]), float(r[vcol])) for r in rows if r[vcol].strip())
+    pts = sorted((parse_ts(r[tcol]), float(r[vcol])) for r in rows if r[vcol].strip())
     return Real(name, source, [t for t, _ in pts], [v for _, v in pts])
 
 
 def load(cache: Path) -> list[Real]:
     """The real series, in the order the table prints them."""
-    sk, rv = wheel("sktime", cache), wheel("river", cache)
     data = "sktime/datasets/data/"
-    rows = _rows(sk, data + "yahoo/yahoo.csv")
-    out = [Real("yahoo S5 (labelled)", "sktime", [T0 + 3600.0 * i for i in range(len(rows))],
-                [float(r["data"]) for r in rows], [i for i, r in enumerate(rows) if r["label"] == "1"]),
-           _timed("solar generation", "sktime", _rows(sk, data + "solar/solar.csv"), "datetime_gmt", "solar_gen"),
-           _timed("pipeline water flow", "river", _rows(rv, "river/datasets/water-flow.csv"), "Time",
-                  "Water flow [l/s]")]
-    occ = _rows(rv, "river/drift/datasets/occupancy.csv")
+    with wheel("sktime", cache) as sk, wheel("river", cache) as rv:
+        yahoo, solar = _rows(sk, data + "yahoo/yahoo.csv"), _rows(sk, data + "solar/solar.csv")
+        flow, occ = _rows(rv, "river/datasets/water-flow.csv"), _rows(rv, "river/drift/datasets/occupancy.csv")
+    out = [Real("yahoo S5 (labelled)", "sktime", [T0 + 3600.0 * i for i in range(len(yahoo))],
+                [float(r["data"]) for r in yahoo], [i for i, r in enumerate(yahoo) if r["label"] == "1"]),
+           _timed("solar generation", "sktime", solar, "datetime_gmt", "solar_gen"),
+           _timed("pipeline water flow", "river", flow, "Time", "Water flow [l/s]")]
     for col, what in (("V1", "temperature"), ("V2", "humidity"), ("V3", "light"), ("V4", "CO2")):
         out.append(_timed(f"room {what}", "river", occ, "time", col))
     return out

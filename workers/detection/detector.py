@@ -655,8 +655,9 @@ class Detector:
         res.expected, res.score, res.surprise = exp, z, s_pt
         up = z_up * sigma
         dn = z_dn * sigma
-        res.lower = exp - (dn if dn > s.min_deviation else s.min_deviation)
-        res.upper = exp + (up if up > s.min_deviation else s.min_deviation)
+        up = up if up > s.min_deviation else s.min_deviation   # the band's half-widths above and below
+        dn = dn if dn > s.min_deviation else s.min_deviation
+        res.lower, res.upper = exp - dn, exp + up
         res.confidence = self.confidence(st)
         dev_ok = (r if r >= 0 else -r) >= s.min_deviation
         if not learn:
@@ -693,9 +694,7 @@ class Detector:
             r = x - exp
             z = r / sigma
             s_pt = self._point_surprise(st, z, iv)
-            res.expected, res.score = exp, z
-            res.lower = exp - (dn if dn > s.min_deviation else s.min_deviation)
-            res.upper = exp + (up if up > s.min_deviation else s.min_deviation)
+            res.expected, res.score, res.lower, res.upper = exp, z, exp - dn, exp + up
             typ, surprise, candidate = ("spike" if z > 0 else "dip"), s_pt, False
         elif way == 1:   # on its way back: part of the incident already alerted on
             surprise, candidate = surprise * IN_EPISODE_DAMP, False
@@ -722,7 +721,8 @@ class Detector:
             st.ret_level, st.ret_up = base, up
         st.ret_until = ts + RETURN_MEMORY
 
-    def _returning(self, st: SeriesState, ts: float, x: float, season: float, sigma: float, r: float,
+    @staticmethod
+    def _returning(st: SeriesState, ts: float, x: float, season: float, sigma: float, r: float,
                    z_up: float, z_dn: float) -> int:
         """Whether an unusual point is the series moving back to where it was before its last shift: 0 no,
         1 on its way (between the two levels), 2 back (within the alert band of the old level). A drop that
@@ -739,10 +739,12 @@ class Detector:
             return 2
         return 1 if ((d > z_up) if st.ret_up else (d < -z_dn)) else 0
 
-    def _return(self, st: SeriesState, season: float) -> float:
-        """Put the level back where it was before the shift; the windows start afresh (the way back is no
-        spread). Returns the new expected value."""
-        back = st.ret_level if st.ret_level is not None else (st.level or 0.0)
+    @staticmethod
+    def _return(st: SeriesState, season: float) -> float:
+        """Put the level back where it was before the shift (:meth:`_returning` said 2, so one is
+        remembered); the windows start afresh (the way back is no spread). Returns the new expected value."""
+        back = st.ret_level
+        assert back is not None
         moved = back - (st.level or 0.0)
         st.level = back
         if st.level_alt is not None:
