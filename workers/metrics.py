@@ -10,6 +10,9 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.readings = Counter("harewatch_readings_consumed_total", "Readings parsed from detect queues",
                                 registry=registry)
+        self.duplicates = Counter("harewatch_readings_duplicate_total",
+                                  "Readings dropped because their series already had one at that timestamp "
+                                  "(a redelivery, or an agent sending one time twice)", registry=registry)
         self.invalid = Counter("harewatch_readings_invalid_total", "Messages sent to readings.invalid",
                                ["reason"], registry=registry)
         self.rejected = Counter("harewatch_readings_rejected_total",
@@ -47,6 +50,7 @@ def default() -> Metrics:
 def record_batch(res: Any, seconds: float) -> None:
     m = default()
     m.readings.inc(res.scored + res.late)   # redeliveries are duplicates, not new readings
+    m.duplicates.inc(res.duplicates)
     for inv in res.invalid:
         m.invalid.labels(inv.error.reason).inc()
     for metric, n in res.rejected.items():
