@@ -449,7 +449,7 @@ class Detector:
             return None
         periods = self.s.periods
         if periods is None:
-            periods = infer_periods(x, st.bucket)
+            periods = infer_periods(x, st.bucket, keep=st.model_periods)
             if WEEK not in periods and DAY in periods and too_short_for(WEEK, len(x), st.bucket) \
                     and (st.model_periods == (WEEK,) or week_before_provable(x, st.bucket)):
                 # a weekly cycle not yet provable but plain to see: last week, until a second week proves it

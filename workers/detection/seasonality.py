@@ -53,8 +53,12 @@ def too_short_for(period: float, n: int, bucket: float) -> bool:
 
 
 def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, ...] = AUTO_CANDIDATES,
-                  min_acf: float = 0.3) -> tuple[float, ...]:
+                  min_acf: float = 0.3, keep: tuple[float, ...] = ()) -> tuple[float, ...]:
     """Periods (seconds) among ``candidates`` that the history shows, () when none.
+
+    A period in ``keep`` (the model's) stays on half the evidence it took to find it: a weekly cycle
+    blurred by a stormy week or a fast-growing series is still the series' cycle, and dropping it for a
+    few days alerted on every weekend in between.
 
     Needs at least two cycles of a candidate to consider it; the series is
     detrended with a one-cycle moving average first so trends do not pass for
@@ -85,7 +89,8 @@ def infer_periods(history: np.ndarray, bucket: float, candidates: tuple[float, .
         # a cycle is in phase after a period and out of phase after half of one;
         # trends and random walks are neither
         contrast = r - acf_at(core, lag // 2)
-        if r >= min_acf and contrast >= 0.3:
+        need = 0.5 if p in keep else 1.0
+        if r >= need * min_acf and contrast >= need * 0.3:
             found.append(p)
     return tuple(found)
 
