@@ -52,3 +52,19 @@ def test_readings_redelivered_after_newer_ones_are_duplicates_not_late(esettings
     assert store.readings_total() == 181
     fp = fingerprint("load", SERIES["labels"])
     assert SeriesState.from_bytes(store.get_states([fp])[fp]).n == 180
+
+
+def test_a_time_sent_twice_is_counted_as_a_duplicate_on_metrics(esettings: Any) -> None:
+    """An agent that catches up after a stall (collectd does) may send one series' time twice: the second
+    is dropped, and /metrics says how many were, instead of the readings going missing without a trace."""
+    from prometheus_client import REGISTRY
+
+    from harewatch.workers import metrics
+    engine = Engine(load_full_config(esettings.config), StateStore(esettings.redis_url, esettings.prefix))
+    t0 = time.time() - 86400
+    before = REGISTRY.get_sample_value("harewatch_readings_duplicate_total") or 0.0
+    metrics.record_batch(engine.process([message(i, t0) for i in range(20)]), 0.01)
+    res = engine.process([message(i, t0) for i in (18, 19, 20)])
+    metrics.record_batch(res, 0.01)
+    assert (res.duplicates, res.scored) == (2, 1)
+    assert REGISTRY.get_sample_value("harewatch_readings_duplicate_total") == before + 2
