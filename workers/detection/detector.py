@@ -669,7 +669,11 @@ class Detector:
             return
 
         base = st.level
-        flat = self._flatline(st, x)
+        # still learning whether the series has a daily cycle: its "shifts", spreads and flat stretches are
+        # as likely its season (a solar panel's sunrise and night, a shop's opening hours) as an anomaly;
+        # the level follows a shift all the same, and a long run is learned as the series' habit
+        settled = not self._learning(st)
+        flat = self._flatline(st, x, settled)
         # the 5- and 30-point windows behind shifts and spreads keep the series' own scale: their calibrators
         # are shared by the whole day, and a floor binding at the busy hours only made the quiet hours'
         # spread look like a variance change (simulated orders per minute: two false alerts)
@@ -680,13 +684,14 @@ class Detector:
         if shift is not None:
             s_ls, moved = shift
             exp += moved
-            if not candidate or s_ls > surprise:
-                typ, surprise = "level_shift", max(s_ls, surprise)
-            candidate = True
+            if settled:
+                if not candidate or s_ls > surprise:
+                    typ, surprise = "level_shift", max(s_ls, surprise)
+                candidate = True
         s_vc = self._spread(st, p_thr, candidate)
-        if s_vc is not None:
+        if s_vc is not None and settled:
             typ, surprise, candidate = "variance_change", s_vc, True
-        if flat and not candidate:
+        if flat and not candidate and settled:
             typ, surprise, candidate = "flatline", max(surprise, s.threshold), True
         way = self._returning(st, ts, x, season, sigma, r, z_up, z_dn) if candidate else 0
         if way == 2:
@@ -765,8 +770,9 @@ class Detector:
         half the false-alarm rate ``p_thr``."""
         return cal.value_at(st.cal_pt, 0.5 * p_thr), cal.value_at(st.cal_dn, 0.5 * p_thr)
 
-    def _flatline(self, st: SeriesState, x: float) -> bool:
-        """True while the value has stayed put improbably long for this series (a stuck sensor or exporter).
+    def _flatline(self, st: SeriesState, x: float, settled: bool = True) -> bool:
+        """True while the value has stayed put improbably long for this series (a stuck sensor or exporter);
+        never while the series is not ``settled`` (its runs then teach what is usual).
 
         ``p_change``: how often the value usually changes from one point to the next."""
         if st.last_value is not None:
@@ -789,7 +795,7 @@ class Detector:
             fade = 1.0 - (st.interval or 60.0) / RUN_MEMORY
             st.run_max *= fade if fade > 0.0 else 0.0
         st.last_value = x
-        if st.run_len >= self.s.flatline_after and st.n_trans >= 200:
+        if st.run_len >= self.s.flatline_after and st.n_trans >= 200 and settled:
             if not st.flat_fired and (1.0 - st.p_change) ** st.run_len < 1e-6 \
                     and (x != st.run_val or st.run_len > RUN_MARGIN * st.run_max):
                 st.flat_fired = True
@@ -1090,6 +1096,13 @@ class Detector:
         if st.returned_after:
             info["returned_after_seconds"] = round(st.returned_after)
         return info
+
+    def _learning(self, st: SeriesState) -> bool:
+        """Periods are inferred, no seasonal model is in, and the history is still too short to show a
+        daily cycle (two days): what is normal for the series is not known yet."""
+        if self.s.periods is not None or st.profile is not None:
+            return False
+        return not st.bucket or too_short_for(DAY, len(st.hist), st.bucket)
 
     def confidence(self, st: SeriesState) -> str:
         """``high`` once the series has a seasonal model (or is configured to have none), else ``low``
