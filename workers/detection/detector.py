@@ -148,6 +148,7 @@ class SeriesState:
     recent_e: list[float] = field(default_factory=list)
     cold_sorted: list[float] = field(default_factory=list)
     cold_fifo: list[float] = field(default_factory=list)
+    cold_out: int = 0                # points in a row kept out of the warm-up window as gross outliers
     # model
     level: float | None = None
     ew_abs: float = 0.0
@@ -1020,12 +1021,20 @@ class Detector:
             res.lower, res.upper = med - band, med + band
             if sp >= s.threshold and abs(x - med) >= s.min_deviation and self._dir_ok(z):
                 self._episode(st, res, "spike" if z > 0 else "dip", sp, True)
-                if learn:
+                if learn and st.cold_out < COLD_MIN:
+                    st.cold_out += 1
                     return  # keep gross outliers out of the warm-up window
             else:
                 self._episode(st, res, "spike", sp, False)
         if not learn:
             return
+        if st.cold_out >= COLD_MIN:
+            # COLD_MIN outliers in a row are where the series is now (it read zero until traffic started, it
+            # stepped while warming up): the warm-up starts again from them. Kept out for good, the window
+            # never filled and the series was never modelled (one endless episode, blind to what came next)
+            cs[:] = sorted(st.recent_x[-st.cold_out:])
+            st.cold_fifo = list(st.recent_x[-st.cold_out:])
+        st.cold_out = 0
         bisect.insort(cs, x)
         st.cold_fifo.append(x)
         if len(st.cold_fifo) >= COLD_POINTS:

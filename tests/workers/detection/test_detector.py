@@ -211,6 +211,25 @@ def test_cold_start_takes_one_unit_of_an_integer_gauge_for_noise():
     assert [i for i, r in enumerate(run(x, t)) if r.event] == [25]
 
 
+@pytest.mark.parametrize("start", ["zero until traffic starts", "a step while warming up"])
+def test_a_series_that_changes_while_it_warms_up_is_modelled_and_still_alerts(start):
+    """A series that reads zero for its first 20 points (no traffic yet) or steps from 100 to 200 in its
+    first 15 starts its warm-up again where it is now. Its new values were gross outliers to the first
+    window and were kept out of it for good: the series was never modelled, one episode never ended, and a
+    spike hours later raised nothing."""
+    rng = np.random.default_rng(1)
+    head = np.zeros(20) if start.startswith("zero") else rng.normal(100.0, 1.0, 15)
+    x = np.r_[head, rng.normal(200.0, 5.0, 600)]
+    x[500] += 80.0
+    t = [T0 + i * 300 for i in range(len(x))]
+    det = Detector(DetectorSettings())
+    st = det.new_state()
+    res = [det.update(st, ts, float(v)) for ts, v in zip(t, x)]
+    assert st.level is not None and abs(st.level - 200.0) < 5.0
+    assert [i for i, r in enumerate(res) if r.event and i > 100] == [500]
+    assert not res[499].anomaly
+
+
 def test_gaps_and_irregular_sampling_do_not_crash_or_alarm():
     rng = np.random.default_rng(2)
     t, x = seasonal(4, seed=2)
