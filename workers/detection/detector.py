@@ -43,6 +43,7 @@ NOT_READY = object()      # no prepared fit: the detector fits inline when one i
 LEVEL_FLOOR = 1e-3        # the scale never falls below this fraction of the level ...
 AMPLITUDE_FLOOR = 5e-3    # ... nor this fraction of the seasonal profile's range ...
 QUANTUM_FLOOR = 0.5       # ... nor half the smallest step between two values (quantisation)
+INT_LEVEL_SHARE = 0.1     # ... on integers at a level of 1 to 5, a tenth of the level (a unit is much of it there)
 QUANTUM_SMALL_STEP = 4    # steps of up to this many quanta show the grid (50 of them are needed)
 LEVEL_FAST = 0.5          # the level's smoothing on a series without a season that wanders (a sensor) ...
 LEVEL_ERR_RATE = 0.005    # ... chosen by each smoothing's one-step error, averaged over about 200 points:
@@ -392,8 +393,15 @@ class Detector:
         # integers resolve to 1 (counts, pool sizes), from the cold start on: a pool of 10 reading 11 is no
         # spike; another grid must show many steps of several sizes, all multiples of the smallest (a
         # square wave's one jump is no quantum)
-        if st.all_int and QUANTUM_FLOOR > f:
-            f = QUANTUM_FLOOR
+        if st.all_int:
+            # ... except where one unit is a large part of the level: an `up` gauge at 1 that drops to 0 has
+            # lost all of it (scored against half a unit, its outage was 2 sigmas and never alerted)
+            q = QUANTUM_FLOOR
+            a_lvl = lvl if lvl >= 0 else -lvl
+            if a_lvl >= 1.0 and INT_LEVEL_SHARE * a_lvl < q:
+                q = INT_LEVEL_SHARE * a_lvl
+            if q > f:
+                f = q
         if st.q_hits >= 50 and st.q_span >= 3 and QUANTUM_FLOOR * st.quantum > f:
             f = QUANTUM_FLOOR * st.quantum
         a = AMPLITUDE_FLOOR * st.amplitude

@@ -598,6 +598,24 @@ def test_an_integer_gauge_is_no_count():
     assert [(i, r.type) for i, r in enumerate(res) if r.event] == [(n - 20, "dip")]
 
 
+def test_an_up_gauge_that_drops_to_zero_for_half_an_hour_alerts_and_a_pool_reading_one_more_does_not():
+    """An `up` gauge reads 1 for a week and 0 for half an hour: it has lost its whole level, and alerts (scored
+    against half a unit, the integers' floor, the drop was 2 sigmas and raised nothing). A pool of 3 that
+    reads 4 about once an hour, and an error count that reads 1 now and then, stay quiet."""
+    rng = np.random.default_rng(7)
+    n = int(14 * DAY / STEP)
+    t = [T0 + i * STEP for i in range(n)]
+    up = [1.0] * n
+    up[2016:2022] = [0.0] * 6
+    res = run_series(Detector(DetectorSettings()), t, up)
+    assert [(i, r.type) for i, r in enumerate(res) if r.event] == [(2016, "dip")]
+    pool = [4.0 if rng.random() < 1 / 12 else 3.0 for _ in range(n)]
+    errors = [1.0 if rng.random() < 0.02 else 0.0 for _ in range(n)]
+    for x in (pool, errors):
+        res = run_series(Detector(DetectorSettings()), t, x)
+        assert [i for i, r in enumerate(res) if r.event and t[i] >= T0 + DAY] == []
+
+
 def test_a_wandering_sensor_is_followed_closely_and_white_noise_is_not():
     """A machine temperature that wanders slowly (AR(1), 0.98 a step) is best predicted by its last values:
     followed an hour behind, its wander scored as spikes, dips and shifts (17 false alerts in these 16
