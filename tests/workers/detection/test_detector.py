@@ -283,6 +283,21 @@ def test_seasonality_is_inferred_from_history():
     assert infer_periods(walk, 300.0) == ()
 
 
+def test_a_daily_and_weekly_model_says_the_week_is_followed_by_the_level():
+    """MSTL on two weeks decomposes the day; statsmodels leaves the week out (half the series), and the level
+    follows it. The model's description says which periods its profile has."""
+    rng = np.random.default_rng(0)
+    t = [T0 + i * 3600.0 for i in range(24 * 16)]
+    x = [10 * math.sin(2 * math.pi * a / DAY) + 5 * ((a // DAY) % 7 >= 5) + rng.normal() for a in t]
+    det = Detector(DetectorSettings(periods=(DAY, 7 * DAY)))
+    st = det.new_state()
+    for a, b in zip(t, x):
+        if det.update(st, a, b).refit_due:
+            det.refit(st)
+    info = det.model_info(st)
+    assert info["method"] == "mstl" and info["periods"] == [86400, 604800] and info["decomposed"] == [86400]
+
+
 def test_direction_and_min_deviation(base):
     t, x = base
     x = list(x)
