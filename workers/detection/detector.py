@@ -1040,8 +1040,8 @@ class Detector:
             # COLD_MIN outliers in a row are where the series is now (it read zero until traffic started, it
             # stepped while warming up): the warm-up starts again from them. Kept out for good, the window
             # never filled and the series was never modelled (one endless episode, blind to what came next)
-            cs[:] = sorted(st.recent_x[-st.cold_out:])
-            st.cold_fifo = list(st.recent_x[-st.cold_out:])
+            st.cold_fifo = st.recent_x[-st.cold_out:]
+            cs[:] = sorted(st.cold_fifo)
         st.cold_out = 0
         bisect.insort(cs, x)
         st.cold_fifo.append(x)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 
@@ -41,6 +41,8 @@ def trim_nans(history: np.ndarray, first_bucket: int) -> tuple[np.ndarray, int]:
 #: followed by the online profile.
 SEASONAL_DEG = 0
 
+P = TypeVar("P", int, float)   # a period, in buckets (the fit) or in seconds (the model)
+
 #: A one-period fit sees this many cycles (MSTL: two of the longest). With three, a daily model of a
 #: weekly pattern learnt before the week is provable was two parts weekend after a weekend; with five,
 #: the robust fit weighs the weekend down (bench.quality, 40 seeds, weekly with a holiday: 0.69 -> 0.27
@@ -48,7 +50,7 @@ SEASONAL_DEG = 0
 STL_CYCLES = 5
 
 
-def decomposed(periods: tuple[Any, ...]) -> tuple[Any, ...]:
+def decomposed(periods: tuple[P, ...]) -> tuple[P, ...]:
     """The periods an MSTL fit decomposes: all but the longest, which two cycles of it make half the series
     (see :func:`fit_seasonal`); the online level follows that one."""
     return tuple(sorted(periods)[:-1])

@@ -30,6 +30,15 @@ def run(x: list[float], t: list[float], **kw) -> list:
     return run_series(Detector(DetectorSettings(**{"periods": (DAY,), **kw})), t, x)
 
 
+def fed(det: Detector, t: list[float], x: list[float]) -> SeriesState:
+    """A series' state after its points, refitted whenever the detector asks (as a worker's refit task does)."""
+    st = det.new_state()
+    for a, b in zip(t, x):
+        if det.update(st, a, b).refit_due:
+            det.refit(st)
+    return st
+
+
 def events(results) -> list[tuple[int, str]]:
     return [(i, r.type) for i, r in enumerate(results) if r.event]
 
@@ -263,20 +272,14 @@ def test_non_seasonal_series_gets_no_seasonal_model():
     det = Detector(DetectorSettings(periods=None))
     res = run_series(det, t, x)
     assert sum(r.event for r in res[100:]) <= 1
-    st = det.new_state()
-    for a, b in zip(t, x):
-        if det.update(st, a, b).refit_due:
-            det.refit(st)
+    st = fed(det, t, x)
     assert st.profile is None and st.method == "ewma"
 
 
 def test_seasonality_is_inferred_from_history():
     t, x = seasonal(3)
     det = Detector(DetectorSettings(periods=None))
-    st = det.new_state()
-    for a, b in zip(t, x):
-        if det.update(st, a, b).refit_due:
-            det.refit(st)
+    st = fed(det, t, x)
     assert st.model_periods == (DAY,) and st.method == "stl"
     rng = np.random.default_rng(0)
     walk = np.cumsum(rng.normal(0, 1, 2000))
@@ -290,10 +293,7 @@ def test_a_daily_and_weekly_model_says_the_week_is_followed_by_the_level():
     t = [T0 + i * 3600.0 for i in range(24 * 16)]
     x = [10 * math.sin(2 * math.pi * a / DAY) + 5 * ((a // DAY) % 7 >= 5) + rng.normal() for a in t]
     det = Detector(DetectorSettings(periods=(DAY, 7 * DAY)))
-    st = det.new_state()
-    for a, b in zip(t, x):
-        if det.update(st, a, b).refit_due:
-            det.refit(st)
+    st = fed(det, t, x)
     info = det.model_info(st)
     assert info["method"] == "mstl" and info["periods"] == [86400, 604800] and info["decomposed"] == [86400]
 
