@@ -127,6 +127,54 @@ def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
     return Series(shape, ts, x, p, max(sigma, floor))
 
 
+def noise(s: Series) -> tuple[np.ndarray, np.ndarray]:
+    """The series' noise, as a detector that knew the shape exactly would see it, and its standard deviation
+    per point: x minus the pattern (the autocorrelated sensor: the innovation of its AR(1) wander), and for
+    counts the spread their distribution has at that level (Poisson, negative binomial with r = 5)."""
+    r = s.x - s.pattern
+    sd = np.ones_like(s.pattern)
+    if s.shape == "sensor_ar1":
+        w = s.x - s.pattern
+        r = np.r_[0.0, w[1:] - 0.98 * w[:-1]]
+    elif s.shape == "integer_counts":
+        sd = np.sqrt(s.pattern)
+    elif s.shape == "bursty_counts":
+        sd = np.sqrt(s.pattern + s.pattern ** 2 / 5)
+    return r, sd
+
+
+def recall_bound(shape: str, rate: float, seeds: int = 16, days: float = 21.0,
+                 every_days: float = INJECT_EVERY_DAYS, normal_seeds: int = 64) -> tuple[float, float]:
+    """The best (spike, dip) recall that any detector catching both could have at ``rate`` false alarms per
+    point, on the series :func:`injected` makes with these arguments.
+
+    The detector is an oracle: it knows the pattern and the noise exactly, takes its thresholds from
+    ``normal_seeds`` anomaly-free series, looks at the noise as it is or standardised by its spread at that
+    point, and splits the rate between the two sides so that the lower of its two recalls is highest. A
+    spike or dip is one point on noise that is independent from point to point, so its value is all the
+    evidence there is and nothing beats a threshold on it; where this is below a recall bar, no detector
+    meets that bar at that false-alarm rate."""
+    normal = [noise(clean(shape, 1000 + k, days)) for k in range(normal_seeds)]
+    tests = [injected(shape, seed, days, every_days=every_days) for seed in range(seeds)]
+    best = (0.0, 0.0)
+    for standardised in (False, True):
+        a = np.sort(np.concatenate([r / sd if standardised else r for r, sd in normal]))
+        spikes, dips = [], []
+        for s in tests:
+            r, sd = noise(s)
+            v = r / sd if standardised else r
+            spikes += [v[i] for i, kind, _ in s.labels if kind == "spike"]
+            dips += [v[i] for i, kind, _ in s.labels if kind == "dip"]
+        if not spikes or not dips:
+            continue
+        for share in np.linspace(0.02, 0.98, 49):     # of the rate spent above the pattern
+            up, dn = np.quantile(a, 1.0 - share * rate), np.quantile(a, (1.0 - share) * rate)
+            pair = (float(np.mean(np.array(spikes) > up)), float(np.mean(np.array(dips) < dn)))
+            if min(pair) > min(best) or (min(pair) == min(best) and sum(pair) > sum(best)):
+                best = pair
+    return best
+
+
 def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, warmup_days: float = 3.0,
              every_days: float = INJECT_EVERY_DAYS) -> Series:
     """The shape with spikes, dips and level shifts of ``size`` robust sigmas, one every ``every_days``
