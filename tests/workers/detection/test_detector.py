@@ -670,3 +670,53 @@ def test_a_new_series_is_not_told_its_own_day_is_a_shift_while_it_learns_it():
                           if r.onset and ti - t[0] < 2 * DAY and r.type in ("level_shift", "variance_change",
                                                                               "flatline"))
     assert first_days == 0 and week <= 80, (first_days, week)
+
+
+# -- a metric on local time: daylight saving time ------------------------------------------------------------
+def _business_hours(zone: str, seed: int) -> tuple[list[float], list[float], float]:
+    """Hourly traffic that peaks at 14:00 local time in ``zone``, January to April 2026, and the UTC
+    time its clocks went forward."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+    z = ZoneInfo(zone)
+    t = np.arange(datetime(2026, 1, 20, tzinfo=timezone.utc).timestamp(),
+                  datetime(2026, 4, 20, tzinfo=timezone.utc).timestamp(), 3600.0)
+    off = np.array([datetime.fromtimestamp(a, z).utcoffset().total_seconds() for a in t])
+    hour = ((t + off) % DAY) / 3600.0
+    x = 100 + 80 * np.exp(-((hour - 14) / 4) ** 2) + np.random.default_rng(seed).normal(0, 4, len(t))
+    change = float(t[1:][np.diff(off) != 0][0])
+    return t.tolist(), x.tolist(), change
+
+
+def _alerts_around(results, t: list[float], change: float) -> tuple[int, int]:
+    on = [a for a, r in zip(t, results) if r.onset]
+    return (sum(change - 14 * DAY <= a < change for a in on), sum(change <= a < change + 14 * DAY for a in on))
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York"])
+def test_a_metric_on_local_time_keeps_its_hours_across_daylight_saving_time(zone):
+    """On UTC, the daily cycle of a local-time series moves by an hour when the clocks change, and the
+    fortnight after it alerts where the one before did not; with ``timezone`` the model keeps time."""
+    utc = [0, 0]
+    local = [0, 0]
+    for seed in range(3):
+        t, x, change = _business_hours(zone, seed)
+        for counts, det in ((utc, Detector()), (local, Detector(DetectorSettings(timezone=zone)))):
+            before, after = _alerts_around(run_series(det, t, x), t, change)
+            counts[0] += before
+            counts[1] += after
+    assert utc[1] >= 4 and utc[1] > 2 * utc[0]     # the change itself is what alerts on UTC
+    assert local[1] <= 1 and local[0] == utc[0]
+
+
+def test_a_series_whose_metric_changes_time_zone_starts_again_on_the_new_clock():
+    t, x = seasonal(4)
+    st = fed(Detector(), t, x)
+    assert st.profile is not None and st.clock == ""
+    det = Detector(DetectorSettings(timezone="Asia/Kolkata"))     # UTC+5:30: the old profile is 5.5 h off
+    det.update(st, t[-1] + STEP, x[0])
+    assert st.clock == "Asia/Kolkata" and st.profile is None and st.n == 1
+    st = fed(det, [a + 4 * DAY for a in t], x)
+    assert det.model_info(st)["timezone"] == "Asia/Kolkata" and st.profile is not None
+    restored = SeriesState.from_bytes(st.to_bytes())
+    assert restored.clock == "Asia/Kolkata"
