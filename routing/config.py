@@ -64,6 +64,7 @@ class MetricSettings:
     partitions: int = 1       # detect queues fed by a consistent-hash exchange on the routing key
     retire_after: float | None = _D.retire_after   # None: twice the longest period, at least 2 days
     max_series: int | None = DEFAULT_MAX_SERIES    # series one metric may create; None: no limit
+    timezone: str | None = _D.timezone             # seasonal cycles follow this zone's clock; None: UTC
 
     @property
     def queue_suffix(self) -> str:
@@ -233,7 +234,7 @@ def expand_env(value: Any, file: str, line: int, fieldname: str, env: Mapping[st
 
 _METRIC_KEYS = {"description", "queue", "periods", "interval", "sensitivity", "direction", "confirm",
                 "min_deviation", "allowed_lateness", "missing_after", "flatline_after", "severity",
-                "refit_every", "partitions", "retire_after", "max_series"}
+                "refit_every", "partitions", "retire_after", "max_series", "timezone"}
 
 
 def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
@@ -332,7 +333,27 @@ def _metric(sec: Section, name: str, base: MetricSettings) -> MetricSettings:
         raise sec.error("max_series", f"a whole number of series (at least 1) or 'unlimited' (got {ms!r})")
     else:
         kw["max_series"] = ms
+    kw["timezone"] = _timezone(sec, base.timezone)
     return MetricSettings(**kw)
+
+
+def _timezone(sec: Section, default: str | None) -> str | None:
+    """``timezone``: an IANA zone name (``Europe/Berlin``), or ``UTC``; the seasons of a metric counted in
+    local time (business traffic) then keep their hour across daylight saving time changes."""
+    if "timezone" not in sec.data:
+        return default
+    tz = sec.data["timezone"]
+    if tz in ("UTC", "utc", "Etc/UTC"):
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    try:
+        if not isinstance(tz, str) or not tz:
+            raise ValueError
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise sec.error("timezone", f"unknown time zone {tz!r}: an IANA name such as Europe/Berlin or "
+                        "America/New_York, or UTC") from None
+    return tz
 
 
 TOP_KEYS = {"metrics", "defaults", "channels", "teams", "route", "receivers", "inhibit_rules",

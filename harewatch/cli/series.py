@@ -98,6 +98,8 @@ def show(ctx: Context, metric: str, labels: tuple[str, ...], points: int, as_jso
     followed = [p for p in m["periods"] if p not in m.get("decomposed", m["periods"])]
     if followed:
         periods += f" ({', '.join(format_duration(p) for p in followed)} followed by the level)"
+    if m.get("timezone"):
+        periods += f" on {m['timezone']} time"
     click.echo(f"{d['name']}  (series {fp})")
     every = format_duration(d["interval_seconds"]) if d["interval_seconds"] else "not known yet"
     click.echo(f"  points {d['points']}, last seen {d['last_seen']}, one every {every}")

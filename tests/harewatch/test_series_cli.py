@@ -17,7 +17,7 @@ from tests.conftest import make_settings, run_cli
 
 CONFIG = """
 metrics:
-  web_load: {periods: [1d], interval: 5m}
+  web_load: {periods: [1d], interval: 5m, timezone: Europe/Berlin}
   small: {periods: none, interval: 1m, max_series: 2}
 channels: [webhook]
 """
@@ -59,6 +59,7 @@ def test_list_show_and_forget(scored: Any) -> None:
 
     shown = json.loads(run_cli(s, "series", "show", "web_load", "host=h1", "team=web", "--json").stdout)
     assert shown["points"] == 864 and shown["model"]["periods"] == [86400] and shown["confidence"] == "high"
+    assert shown["model"]["timezone"] == "Europe/Berlin"
     assert shown["model"]["fitted_at"] is not None and shown["band_below"] > 0 and shown["band_above"] > 0
     last = shown["recent"][-1]
     assert last["value"] == 400.0 and not last["lower"] <= last["value"] <= last["upper"]
@@ -67,6 +68,7 @@ def test_list_show_and_forget(scored: Any) -> None:
     ambiguous = run_cli(s, "series", "show", "web_load", "team=web")
     assert ambiguous.returncode == 1 and "2 series of web_load have these labels" in ambiguous.stderr
     assert "recent anomalies:" in text and "spike" in text and "model stl" in text
+    assert "periods 1d on Europe/Berlin time" in text
 
     gone = run_cli(s, "series", "forget", "web_load", "host=h1", "team=web", "--yes")
     assert gone.returncode == 0 and "forgot" in gone.stdout

@@ -5,6 +5,7 @@ import pytest
 
 from harewatch.errors import ConfigError
 from harewatch.routing.config import load_config, parse_config
+from harewatch.workers.detection import DetectorSettings
 from tests.conftest import ROOT
 
 
@@ -117,3 +118,14 @@ def test_series_lifecycle_settings():
     assert (e.line, e.field) == (3, "metrics.cpu.retire_after") and "at least 1h" in str(e)
     e = err("metrics:\n  cpu:\n    retire_after: soon\n")
     assert e.field == "metrics.cpu.retire_after" and "soon" in str(e)
+
+
+def test_a_metric_counted_in_local_time_names_its_time_zone():
+    cfg = parse_config("defaults:\n  timezone: Europe/Berlin\nmetrics:\n  orders: {}\n  cpu: {timezone: UTC}\n"
+                       "  shop_eu:\n    timezone: America/New_York\n", "my.yaml", env={})
+    assert cfg.metric("orders").timezone == "Europe/Berlin"
+    assert cfg.metric("cpu").timezone is None
+    assert DetectorSettings.from_metric(cfg.metric("shop_eu")).timezone == "America/New_York"
+    assert parse_config("metrics: {}\n", "my.yaml", env={}).metric("x").timezone is None
+    e = err("metrics:\n  orders:\n    periods: auto\n    timezone: Europe/Berln\n")
+    assert (e.line, e.field) == (4, "metrics.orders.timezone") and "Europe/Berln" in str(e)
