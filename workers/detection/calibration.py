@@ -160,25 +160,26 @@ def learn_cap(c: list[float], p: float, at_p: float) -> float:
     return value_at(c, p / RARER) if c[_GAM] > HEAVY else at_p
 
 
-def learn(c: list[float], x: float, prior: Prior, cap: float) -> None:
-    """Take in one value of the statistic (winsorised at ``cap``: see :func:`learn_cap`)."""
+def learn(c: list[float], x: float, prior: Prior, cap: float, weight: float = 1.0) -> None:
+    """Take in one value of the statistic (winsorised at ``cap``: see :func:`learn_cap`), as ``weight`` of
+    one: its pull on the quantile, on how often values exceed it and on the tail's moments."""
     if x > cap:
         x = cap
     n = c[_N] + 1.0
     c[_N] = n
     u = c[_U]
     mem = MIN_STEPS if n < MIN_STEPS else n if n < MIN_MEMORY else MIN_MEMORY
-    step = c[_SIG] / mem
-    c[_RATE] += ((1.0 if x > u else 0.0) - c[_RATE]) / (mem if n > PRIOR_PEAKS / Q0 else PRIOR_PEAKS / Q0)
+    step = weight * c[_SIG] / mem
+    c[_RATE] += weight * ((1.0 if x > u else 0.0) - c[_RATE]) / (mem if n > PRIOR_PEAKS / Q0 else PRIOR_PEAKS / Q0)
     keep = 1.0 - 1.0 / MIN_MEMORY             # excesses are forgotten over MIN_MEMORY points
     c[_S1] *= keep
     c[_S2] *= keep
     c[_K] *= keep
     if x > u:
         ex = x - u
-        c[_S1] += ex
-        c[_S2] += ex * ex
-        c[_K] += 1.0
+        c[_S1] += weight * ex
+        c[_S2] += weight * ex * ex
+        c[_K] += weight
         c[_U] = u + step * (1.0 / Q0 - 1.0)
         _fit(c, prior)
     else:

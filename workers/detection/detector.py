@@ -886,6 +886,13 @@ class Detector:
         if not (s_ls >= s.threshold and (min(last5) >= 1.0 or max(last5) <= -1.0) and self._dir_ok(mean5)
                 and (shift if shift >= 0 else -shift) >= s.min_deviation):
             return None
+        if st.n % LS_WINDOW:
+            # the move that opens a shift is learned whichever point it falls on, as one of the LS_WINDOW
+            # overlapping windows it is: taught only every LS_WINDOW points, a job that lifts a 15-second series
+            # for two minutes at the top of every hour (240 points apart, a multiple of 5) was never seen at its
+            # height, and raised a level shift every hour for good
+            self._learn_tail(st, st.cal_ls, am5, cal.LEVEL, cal.value_at(st.cal_ls, p_thr), st.in_episode,
+                             weight=1.0 / LS_WINDOW)
         st.level = (st.level or 0.0) + shift
         if st.level_alt is not None:
             st.level_alt += shift
@@ -951,7 +958,7 @@ class Detector:
 
     @staticmethod
     def _learn_tail(st: SeriesState, c: list[float], x: float, prior: cal.Prior, cap: float, anomalous: bool,
-                    again: bool = False) -> None:
+                    again: bool = False, weight: float = 1.0) -> None:
         """Teach a calibrator its statistic's value; inside an episode only one value in ANOMALY_LEARN is
         taken, so anomalies do not make anomalies look normal, yet a series whose normal is wild adapts; a
         series that raised CRYING_WOLF episodes lately learns from every point, its alarms were its normal.
@@ -964,7 +971,7 @@ class Detector:
                     st.anom_seen += 1
                 if st.anom_seen % ANOMALY_LEARN:
                     return
-        cal.learn(c, x, prior, cap)
+        cal.learn(c, x, prior, cap, weight)
 
     def _episode(self, st: SeriesState, res: PointResult, typ: str, surprise: float, candidate: bool) -> None:
         """One alert per episode: k of n candidates open one, and it closes after a quiet spell

@@ -720,3 +720,17 @@ def test_a_series_whose_metric_changes_time_zone_starts_again_on_the_new_clock()
     assert det.model_info(st)["timezone"] == "Asia/Kolkata" and st.profile is not None
     restored = SeriesState.from_bytes(st.to_bytes())
     assert restored.clock == "Asia/Kolkata"
+
+
+@pytest.mark.parametrize("step,points", [(15.0, 8), (60.0, 5)])
+def test_a_job_that_lifts_the_series_at_the_top_of_every_hour_is_learned(step, points):
+    """A cron job lifts a 15-second (or 1-minute) series by 20 sigmas for two (five) minutes every hour: after
+    the learning period it is the series' habit, not a level shift every hour."""
+    t = T0 + np.arange(int(4 * DAY / step)) * step
+    rng = np.random.default_rng(0)
+    x = 50 + rng.normal(0, 2, len(t))
+    job = (t % 3600) < points * step
+    x[job] += 40 + rng.normal(0, 3, job.sum())
+    res = run_series(Detector(), t.tolist(), x.tolist())
+    later = [r.type for a, r in zip(t, res) if r.onset and a >= T0 + 2 * DAY]
+    assert later.count("level_shift") <= 1 and len(later) <= 2
