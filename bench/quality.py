@@ -74,10 +74,7 @@ def evaluate_shape(shape: str, seeds: int, days: float, sensitivity: str,
                 end = int(np.searchsorted(s.ts, s.ts[i] + SHIFT_LASTS))
                 again[1] += 1
                 again[0] += any(r.onset for r in res[end:end + TOLERANCE + 1])
-    t0 = time.perf_counter()
-    bound = recall_bound(shape, BAR_FALSE_PER_WEEK * STEP / WEEK, seeds, days, every_days)
-    return {"false_per_week": onsets / weeks if weeks else float("nan"), "bound": bound,
-            "bound_seconds": time.perf_counter() - t0,
+    return {"false_per_week": onsets / weeks if weeks else float("nan"),
             "above": above / counted if counted else float("nan"),
             "target": float(np.mean(expected_rate)),
             **{k: v[0] / v[1] if v[1] else float("nan") for k, v in hits.items()},
@@ -98,24 +95,24 @@ def main() -> None:
           f"one anomaly injected every {a.every_days:g} days")
     print(f"{'shape':20} {'false/wk':>8} {'above thr':>10} {'target':>9} {'spike':>6} {'dip':>6} "
           f"{'shift':>6} {'delay':>6} {'again':>6}  bound: spike/dip")
-    t0 = time.perf_counter()
+    dt = 0.0   # seconds in the detector (the bound is not timed)
     points = 0
-    not_detector = 0.0   # seconds spent on the bound, not in the detector
     worst = {"false_per_week": 0.0, "recall": 1.0, "bound": 1.0}
     for shape in a.shapes.split(","):
+        t0 = time.perf_counter()
         r = evaluate_shape(shape, a.seeds, a.days, a.sensitivity, a.every_days)
+        dt += time.perf_counter() - t0
+        b = recall_bound(shape, BAR_FALSE_PER_WEEK * STEP / WEEK, a.seeds, a.days, a.every_days)
         points += int(r["points"])
         worst["false_per_week"] = max(worst["false_per_week"], r["false_per_week"])
         worst["recall"] = min(worst["recall"], r["spike"], r["dip"], r["level_shift"])
-        b = r["bound"]
-        not_detector += r["bound_seconds"]
         worst["bound"] = min(worst["bound"], *b)
         print(f"{shape:20} {r['false_per_week']:8.2f} {r['above']:10.2e} {r['target']:9.2e} {r['spike']:6.2f} "
               f"{r['dip']:6.2f} {r['level_shift']:6.2f} {r['delay']:6.1f} {r['again']:6.2f}  "
               f"{b[0]:.2f}/{b[1]:.2f}")
-    dt = time.perf_counter() - t0 - not_detector
     print(f"worst shape: {worst['false_per_week']:.2f} false onsets per series-week, recall {worst['recall']:.2f} "
-          f"(of spikes and dips, the best any detector has at {BAR_FALSE_PER_WEEK:g} false alarms a series-week: {worst['bound']:.2f}); "
+          f"(of spikes and dips, the best any detector has at {BAR_FALSE_PER_WEEK:g} false alarms a series-week: "
+          f"{worst['bound']:.2f}); "
           f"{points:,} points in {dt:.1f} s ({points / dt:,.0f} points/s including refits, {IMPLEMENTATION} detector)")
 
 

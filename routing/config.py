@@ -346,14 +346,14 @@ def _timezone(sec: Section, default: str | None) -> str | None:
     if tz in ("UTC", "utc", "Etc/UTC"):
         return None
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    try:
-        if not isinstance(tz, str) or not tz:
-            raise ValueError
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise sec.error("timezone", f"unknown time zone {tz!r}: an IANA name such as Europe/Berlin or "
-                        "America/New_York, or UTC") from None
-    return tz
+    if isinstance(tz, str) and tz:
+        try:
+            ZoneInfo(tz)
+            return tz
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    raise sec.error("timezone", f"unknown time zone {tz!r}: an IANA name such as Europe/Berlin or America/New_York, "
+                    "or UTC")
 
 
 TOP_KEYS = {"metrics", "defaults", "channels", "teams", "route", "receivers", "inhibit_rules",

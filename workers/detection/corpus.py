@@ -134,8 +134,7 @@ def noise(s: Series) -> tuple[np.ndarray, np.ndarray]:
     r = s.x - s.pattern
     sd = np.ones_like(s.pattern)
     if s.shape == "sensor_ar1":
-        w = s.x - s.pattern
-        r = np.r_[0.0, w[1:] - 0.98 * w[:-1]]
+        r = np.r_[0.0, r[1:] - 0.98 * r[:-1]]
     elif s.shape == "integer_counts":
         sd = np.sqrt(s.pattern)
     elif s.shape == "bursty_counts":
@@ -158,18 +157,20 @@ def recall_bound(shape: str, rate: float, seeds: int = 16, days: float = 21.0,
     tests = [injected(shape, seed, days, every_days=every_days) for seed in range(seeds)]
     best = (0.0, 0.0)
     for standardised in (False, True):
-        a = np.sort(np.concatenate([r / sd if standardised else r for r, sd in normal]))
-        spikes, dips = [], []
+        a = np.concatenate([r / sd if standardised else r for r, sd in normal])
+        found: dict[str, list[float]] = {"spike": [], "dip": []}
         for s in tests:
             r, sd = noise(s)
             v = r / sd if standardised else r
-            spikes += [v[i] for i, kind, _ in s.labels if kind == "spike"]
-            dips += [v[i] for i, kind, _ in s.labels if kind == "dip"]
-        if not spikes or not dips:
+            for i, kind, _ in s.labels:
+                if kind in found:
+                    found[kind].append(float(v[i]))
+        spikes, dips = np.array(found["spike"]), np.array(found["dip"])
+        if not len(spikes) or not len(dips):
             continue
         for share in np.linspace(0.02, 0.98, 49):     # of the rate spent above the pattern
             up, dn = np.quantile(a, 1.0 - share * rate), np.quantile(a, (1.0 - share) * rate)
-            pair = (float(np.mean(np.array(spikes) > up)), float(np.mean(np.array(dips) < dn)))
+            pair = (float(np.mean(spikes > up)), float(np.mean(dips < dn)))
             if min(pair) > min(best) or (min(pair) == min(best) and sum(pair) > sum(best)):
                 best = pair
     return best

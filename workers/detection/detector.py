@@ -379,7 +379,7 @@ class Detector:
         if prof is None:
             return 0.0, -1
         L = len(prof)
-        pos = (ts if self._zone is None else self._clock(ts)) / st.bucket - 0.5
+        pos = self._clock(ts) / st.bucket - 0.5
         i0 = math.floor(pos)
         frac = pos - i0
         a = i0 % L
@@ -453,7 +453,7 @@ class Detector:
     def _add_history(self, st: SeriesState, ts: float, v: float) -> None:
         # buckets are numbered on the series' clock: when daylight saving time starts, an hour of buckets is
         # skipped (a gap); when it ends, the repeated hour's points are scored but not remembered
-        b = int((ts if self._zone is None else self._clock(ts)) // st.bucket)
+        b = int(self._clock(ts) // st.bucket)
         if b == st.cur_bucket:
             st.cur_sum += v
             st.cur_cnt += 1
