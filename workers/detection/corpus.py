@@ -179,13 +179,16 @@ def recall_bound(shape: str, rate: float, seeds: int = 16, days: float = 21.0,
 def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, warmup_days: float = 3.0,
              every_days: float = INJECT_EVERY_DAYS) -> Series:
     """The shape with spikes, dips and level shifts of ``size`` robust sigmas, one every ``every_days``
-    after ``warmup_days``; level shifts last SHIFT_LASTS (half a day) and are then undone."""
+    after ``warmup_days``, in turn from the kind ``seed % 3``: across seeds each kind is met at every age
+    of the series (with the same first kind everywhere, every 8 days put every spike on day 3, where the
+    model is youngest, and every shift on day 19); level shifts last SHIFT_LASTS (half a day) and are
+    then undone."""
     s = clean(shape, seed, days)
     rng = np.random.default_rng([SHAPES.index(shape), seed, 1])
     x = s.x.copy()
     kinds = ("spike", "dip", "level_shift")
     t = s.ts[0] + warmup_days * DAY
-    k = 0
+    k = seed % 3
     while t < s.ts[-1] - DAY:
         i = int(np.searchsorted(s.ts, t + rng.uniform(0, 0.5) * DAY))
         kind = kinds[k % 3]
