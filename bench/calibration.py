@@ -16,8 +16,8 @@ A threshold estimated from a few dozen peaks scatters around the true quantile. 
 more alarms than it removes when set as much too high (a tail's probability is convex in the value), so
 the scatter alone makes the realised rate exceed the promise, and the heavier the tail, the more: on a
 Pareto tail of shape 0.3 fitted from 60 exact peaks, by maximum likelihood or by moments alike, about
-three times. This is the false-alarm rate a
-series with that noise and a perfect model would see; bench.quality's shapes add the model's error.
+three times. This is the false-alarm rate a series with that noise and a perfect model would see;
+bench.quality's shapes add the model's error.
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
+from bench.quality import WARMUP_DAYS
 from harewatch.workers.detection import IMPLEMENTATION, DetectorSettings
 from harewatch.workers.detection import calibration as cal
 from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
+from harewatch.workers.detection.corpus import DAY, STEP
 
-STEP = 300.0
-DAY = 86400.0
-YOUNG_DAYS, WARMUP_DAYS = 10.0, 3.0
+YOUNG_DAYS = 10.0   # the tail has seen up to about 60 peaks by then
 
 Draw = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -50,14 +50,14 @@ DISTRIBUTIONS: dict[str, tuple[Draw, Callable[[float], float], float]] = {
 }
 
 
-def run(draw: Draw, series: int, days: float, p: float, seed: int = 0) -> tuple[int, int, int, int, list[float]]:
+def run(draw: Draw, series: int, days: float, p: float) -> tuple[int, int, int, int, list[float]]:
     """False alarms and points, young and settled, over ``series`` streams; the final thresholds."""
     n = int(days * DAY / STEP)
     young, warm = int(YOUNG_DAYS * DAY / STEP), int(WARMUP_DAYS * DAY / STEP)
     fa_young = fa_old = 0
     thresholds = []
     for k in range(series):
-        z = draw(np.random.default_rng([seed, k]), n)
+        z = draw(np.random.default_rng([0, k]), n)
         c = cal.new(cal.POINT)
         for i in range(n):
             x = float(z[i])
