@@ -484,16 +484,18 @@ def test_a_daily_series_is_not_taken_for_a_weekly_one():
 def test_a_series_that_bursts_up_still_catches_dips():
     """Heavy-tailed counts burst far up and never far down: each side has its own tail, so a 5-sigma dip
     is caught although 5-sigma bursts are normal (one tail for both sides caught none of eight such dips;
-    any detector at the false-alarm bar could catch 93% of them, bench.quality's bound)."""
+    any detector at the false-alarm bar could catch 93% of them, bench.quality's bound). About half are
+    caught (16 of these 32; bench.quality, 48 seeds: 0.48); the test asks for well above none, with room
+    for the half to move by a few dips when something else changes."""
     hit = dips = 0
-    for seed in range(8):
+    for seed in range(16):
         s = corpus_injected("bursty_counts", seed, days=21)
         res = run_series(Detector(DetectorSettings()), s.ts.tolist(), s.x.tolist())
         found = [any(r.anomaly for r in res[i:i + 6]) for i, kind, _ in s.labels if kind == "dip"]
         hit += sum(found)
         dips += len(found)
-    assert dips == 16
-    assert hit >= dips // 2
+    assert dips == 32
+    assert hit >= 12, hit
 
 
 def test_the_band_is_wider_on_the_side_the_series_bursts_to():
