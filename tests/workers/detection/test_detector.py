@@ -485,7 +485,7 @@ def test_a_series_that_bursts_up_still_catches_dips():
     """Heavy-tailed counts burst far up and never far down: each side has its own tail, so a 5-sigma dip
     is caught although 5-sigma bursts are normal (one tail for both sides caught none of eight such dips;
     any detector at the false-alarm bar could catch 93% of them, bench.quality's bound). About half are
-    caught (16 of these 32; bench.quality, 48 seeds: 0.48); the test asks for well above none, with room
+    caught (15 of these 32; bench.quality, 48 seeds: 0.46); the test asks for well above none, with room
     for the half to move by a few dips when something else changes."""
     hit = dips = 0
     for seed in range(16):
@@ -740,3 +740,24 @@ def test_a_job_that_lifts_the_series_at_the_top_of_every_hour_is_learned(step, p
     res = run_series(Detector(), t.tolist(), x.tolist())
     later = [r.type for a, r in zip(t, res) if r.onset and a >= T0 + 2 * DAY]
     assert later.count("level_shift") <= 1 and len(later) <= 2
+
+
+def test_a_weekly_series_learns_that_its_days_are_noisier_than_its_nights():
+    """A weekly model's profile is a week long, but its noise scale is learned by time of day: busy hours are
+    noisier than quiet ones (traffic, requests), and a week-long profile's phases are each seen once a week,
+    too seldom to learn from. The band is wider by day than by night once the week is modelled."""
+    rng = np.random.default_rng(3)
+    t = T0 + np.arange(int(24 * DAY / STEP)) * STEP
+    day = ((t - T0) // DAY).astype(int)
+    busy = np.clip(np.sin(2 * np.pi * ((t % DAY) / DAY - 0.25)), 0, None)
+    weekday = (day + 2) % 7 < 5                       # T0 is a Wednesday
+    x = 100 + np.where(weekday, 80.0, 20.0) * busy + rng.normal(0, 1.0 + 4.0 * busy)
+    det = Detector(DetectorSettings())
+    res = run_series(det, t.tolist(), x.tolist())
+    assert 604800.0 in fed(det, t.tolist(), x.tolist()).model_periods
+    hour = (t % DAY) / 3600
+    last_week = t >= t[-1] - 7 * DAY
+    width = np.array([r.upper - r.expected if r.upper is not None else np.nan for r in res])
+    noon = np.nanmedian(width[last_week & weekday & (hour >= 11) & (hour < 13)])
+    night = np.nanmedian(width[last_week & (hour >= 1) & (hour < 3)])
+    assert noon > 1.75 * night, (noon, night)   # 2.4 times; 1.5 when it was learned on the week's phases
