@@ -11,7 +11,9 @@ causally, with streaming peaks-over-threshold (SPOT, Siffer et al., KDD 2017):
 - the excesses over ``u`` (the peaks) are summarised by their exponentially
   forgotten moments (memory :data:`MIN_MEMORY` points), and a generalised
   Pareto tail is fitted to them by the method of moments, shrunk towards a
-  prior so that a young series is judged conservatively;
+  prior so that a young series is judged conservatively; where the moments
+  say the tail is heavy, its shape is also read from the peaks' square roots,
+  which the largest few peaks sway far less (see :data:`HEAVY_FIT`);
 - the tail probability ``p`` of a new value follows, and with the sampling
   interval, how often a value this unusual occurs on this series' normal data:
   its return period.
@@ -46,6 +48,26 @@ END_B = 0.25
 #: threshold, not up to the threshold itself (see :func:`learn_cap`).
 HEAVY = 0.1
 RARER = 10.0
+#: The method of moments reads the shape from the excesses' variance, which rests on the largest few peaks:
+#: on a tail heavier than 1/4 (no fourth moment) it is too light, and more so where the largest peaks are
+#: capped (:func:`learn_cap`). Exact Pareto peaks of shape 0.3, 60 at a time: the moments' shape has a
+#: median of 0.19, and the threshold it gives fires 3.2 times as often as promised. The mean of the peaks'
+#: square roots against their mean (R_SQRT) gives 0.25 and 2.7 times. On lighter tails it scatters more
+#: than the moments (shape 0 from 60 peaks: 0.13 against 0.11), so it is read only where the moments' shape
+#: is above HEAVY_FIT, and the heavier of the two is taken. bench.quality, 48 seeds, anomalies every 8 days:
+#: false onsets on bursty counts 0.69 -> 0.64 and on quantised CPU 0.14 -> 0.06, recall and the other shapes
+#: as before; bench.calibration, Student t with 3 degrees of freedom: 4.5 -> 4.1 times the promise.
+HEAVY_FIT = 0.15
+#: ... and where there are enough peaks to call the tail heavy at all: a noiseless series' only peaks are its
+#: anomalies, learned up to the threshold, and two of them read as a heavy tail (a square wave then missed a
+#: spike of 5% of its range in its third week)
+ROOTS_MIN_PEAKS = 20.0
+#: (E sqrt(X))^2 / E X of a generalised Pareto tail of shape G_MIN, G_MIN + 0.025, ..., G_MAX (decreasing)
+R_SQRT = (0.81878, 0.81517, 0.81141, 0.80751, 0.80345, 0.79921, 0.79480, 0.79020, 0.78540, 0.78038, 0.77513,
+          0.76964, 0.76389, 0.75787, 0.75154, 0.74491, 0.73793, 0.73059, 0.72287, 0.71473, 0.70615, 0.69709,
+          0.68751, 0.67739, 0.66667)
+R_STEP = 0.025
+SQRT_MEAN_EXP = 0.8862269254526032   # E sqrt(X) of a unit exponential: Gamma(3/2)
 HOUR, DAY = 3600.0, 86400.0
 C = math.log(30 * DAY / HOUR)   # score 0.5 = a return period of 30 days
 MAX_SCORE = 0.9999              # scores stay below 1 after rounding to four places
@@ -103,15 +125,26 @@ LEVEL: Prior = Prior(u=1.3, sigma=0.35, u_min=0.9, sigma_min=0.2)
 # mean of the last 30 squared residuals / scale**2: more spread
 SPREAD: Prior = Prior(u=1.9, sigma=0.35, u_min=1.4, sigma_min=0.15)
 
-# the calibrator's state: [u, n, s1, s2, k, sigma, gamma, rate]: the quantile, points seen, the
+# the calibrator's state: [u, n, s1, s2, k, sigma, gamma, rate, sq]: the quantile, points seen, the
 # exponentially forgotten sums of the excesses over u (and of their squares) and their weight, the fitted
-# tail, and how often x > u (Q0 where u is the 98th percentile, less where u rests on its floor)
-_U, _N, _S1, _S2, _K, _SIG, _GAM, _RATE = range(8)
+# tail, how often x > u (Q0 where u is the 98th percentile, less where u rests on its floor), and the
+# forgotten sum of the excesses' square roots
+_U, _N, _S1, _S2, _K, _SIG, _GAM, _RATE, _SQ = range(9)
+SIZE = 9
 
 
 def new(prior: Prior) -> list[float]:
     """A calibrator that knows only its prior."""
-    return [prior.u, 0.0, 0.0, 0.0, 0.0, prior.sigma, 0.0, Q0]
+    return [prior.u, 0.0, 0.0, 0.0, 0.0, prior.sigma, 0.0, Q0, 0.0]
+
+
+def upgrade(c: list[float]) -> None:
+    """Bring a calibrator saved by an older version up to date in place: the square roots' sum it did not
+    keep is taken as an exponential tail's of the same mean, so the shape stays the moments' until new
+    peaks say otherwise."""
+    if len(c) < SIZE:
+        k = c[_K]
+        c.append(SQRT_MEAN_EXP * math.sqrt(c[_S1] / k) * k if k > 0.0 and c[_S1] > 0.0 else 0.0)
 
 
 def tail_probability(c: list[float], x: float) -> float:
@@ -174,11 +207,13 @@ def learn(c: list[float], x: float, prior: Prior, cap: float, weight: float = 1.
     keep = 1.0 - 1.0 / MIN_MEMORY             # excesses are forgotten over MIN_MEMORY points
     c[_S1] *= keep
     c[_S2] *= keep
+    c[_SQ] *= keep
     c[_K] *= keep
     if x > u:
         ex = x - u
         c[_S1] += weight * ex
         c[_S2] += weight * ex * ex
+        c[_SQ] += weight * math.sqrt(ex)
         c[_K] += weight
         c[_U] = u + step * (1.0 / Q0 - 1.0)
         _fit(c, prior)
@@ -189,8 +224,21 @@ def learn(c: list[float], x: float, prior: Prior, cap: float, weight: float = 1.
             _fit(c, prior)                    # forgotten peaks give way to the prior
 
 
+def shape_from_roots(r: float) -> float:
+    """The generalised Pareto shape whose (E sqrt(X))^2 / E X is ``r`` (within G_MIN to G_MAX)."""
+    if r >= R_SQRT[0]:
+        return G_MIN
+    if r <= R_SQRT[-1]:
+        return G_MAX
+    i = 0
+    while R_SQRT[i + 1] > r:
+        i += 1
+    return G_MIN + R_STEP * (i + (R_SQRT[i] - r) / (R_SQRT[i] - R_SQRT[i + 1]))
+
+
 def _fit(c: list[float], prior: Prior) -> None:
-    """Generalised Pareto by the method of moments on the peaks, shrunk towards the prior (exponential)."""
+    """Generalised Pareto by the method of moments on the peaks, shrunk towards the prior (exponential); on a
+    heavy tail, the heavier of that and the shape from the peaks' square roots (see :data:`HEAVY_FIT`)."""
     w = PRIOR_PEAKS
     s0 = prior.sigma
     k = c[_K]
@@ -202,6 +250,11 @@ def _fit(c: list[float], prior: Prior) -> None:
     else:
         g = 0.5 * (1.0 - m * m / var)
         g = G_MIN if g < G_MIN else G_MAX if g > G_MAX else g
+        if g > HEAVY_FIT and k >= ROOTS_MIN_PEAKS:
+            ms = (c[_SQ] + w * SQRT_MEAN_EXP * math.sqrt(s0)) / (k + w)
+            g2 = shape_from_roots(ms * ms / m)
+            if g2 > g:
+                g = g2
         sig = m * (1.0 - g)
     c[_GAM] = g
     c[_SIG] = sig if sig > prior.sigma_min else prior.sigma_min

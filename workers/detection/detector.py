@@ -276,6 +276,8 @@ class SeriesState:
                 setattr(st, name, v)
         if "cal_dn" not in head:    # a state from before the two tails: the lower starts as the (two-sided) upper
             st.cal_dn = list(st.cal_pt)
+        for c in (st.cal_pt, st.cal_dn, st.cal_ls, st.cal_vc):
+            cal.upgrade(c)
         return st
 
     def memory_bytes(self) -> int:

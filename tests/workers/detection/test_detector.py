@@ -362,6 +362,28 @@ def test_states_saved_by_the_previous_version_still_load(base):
         assert all(repr(getattr(loaded, n)) == repr(getattr(st, n)) for n in (f.name for f in dataclasses.fields(SeriesState)))
 
 
+def test_a_state_whose_calibrators_kept_no_square_roots_loads_and_scores(base):
+    """Calibrators saved before they kept their peaks' square roots (8 numbers, not 9) are brought up to date
+    on load, and the series scores on as before: the same alerts over the next days."""
+    t, x = base
+    det = Detector(DetectorSettings(periods=(DAY,)))
+    st = det.new_state()
+    for p, v in zip(t[:1500], x[:1500]):
+        if det.update(st, p, v).refit_due:
+            det.refit(st)
+    old = SeriesState.from_bytes(st.to_bytes())
+    for name in ("cal_pt", "cal_dn", "cal_ls", "cal_vc"):
+        setattr(old, name, getattr(old, name)[:8])
+    loaded = SeriesState.from_bytes(old.to_bytes())
+    assert all(len(getattr(loaded, n)) == len(getattr(st, n)) for n in ("cal_pt", "cal_dn", "cal_ls", "cal_vc"))
+    for p, v in zip(t[1500:], x[1500:]):
+        ra, rb = det.update(st, p, v), det.update(loaded, p, v)
+        assert (ra.anomaly, ra.type) == (rb.anomaly, rb.type)
+        if ra.refit_due:
+            det.refit(st)
+            det.refit(loaded)
+
+
 def test_causal_scores_do_not_change_with_later_points(base):
     t, x = base
     full = run(x, t)
