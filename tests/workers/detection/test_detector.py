@@ -367,10 +367,7 @@ def test_a_state_whose_calibrators_kept_no_square_roots_loads_and_scores(base):
     on load, and the series scores on as before: the same alerts over the next days."""
     t, x = base
     det = Detector(DetectorSettings(periods=(DAY,)))
-    st = det.new_state()
-    for p, v in zip(t[:1500], x[:1500]):
-        if det.update(st, p, v).refit_due:
-            det.refit(st)
+    st = fed(det, t[:1500], x[:1500])
     old = SeriesState.from_bytes(st.to_bytes())
     for name in ("cal_pt", "cal_dn", "cal_ls", "cal_vc"):
         setattr(old, name, getattr(old, name)[:8])
