@@ -66,7 +66,7 @@ ROOTS_MIN_PEAKS = 20.0
 R_SQRT = (0.81878, 0.81517, 0.81141, 0.80751, 0.80345, 0.79921, 0.79480, 0.79020, 0.78540, 0.78038, 0.77513,
           0.76964, 0.76389, 0.75787, 0.75154, 0.74491, 0.73793, 0.73059, 0.72287, 0.71473, 0.70615, 0.69709,
           0.68751, 0.67739, 0.66667)
-R_STEP = 0.025
+R_STEP = (G_MAX - G_MIN) / (len(R_SQRT) - 1)
 SQRT_MEAN_EXP = 0.8862269254526032   # E sqrt(X) of a unit exponential: Gamma(3/2)
 HOUR, DAY = 3600.0, 86400.0
 C = math.log(30 * DAY / HOUR)   # score 0.5 = a return period of 30 days
@@ -130,7 +130,7 @@ SPREAD: Prior = Prior(u=1.9, sigma=0.35, u_min=1.4, sigma_min=0.15)
 # tail, how often x > u (Q0 where u is the 98th percentile, less where u rests on its floor), and the
 # forgotten sum of the excesses' square roots
 _U, _N, _S1, _S2, _K, _SIG, _GAM, _RATE, _SQ = range(9)
-SIZE = 9
+SIZE = _SQ + 1
 
 
 def new(prior: Prior) -> list[float]:

@@ -312,7 +312,7 @@ def _noise_shape(old: array[float] | None, n_profile: int, n_short: int) -> arra
     14 of 35 learned by time of day). What was learned is kept where it still fits, as a day's shape under a
     longer profile (a weekly cycle shown by last week alone). A weekly state is smaller for it, too."""
     n = n_short if 0 < n_short < n_profile and n_profile % n_short == 0 else n_profile
-    if old is not None and (len(old) == n or (len(old) < n and n_profile % len(old) == 0)):
+    if old is not None and len(old) <= n and n_profile % len(old) == 0:
         return old
     return array("d", [1.0] * n)
 
