@@ -30,11 +30,15 @@ def run(x: list[float], t: list[float], **kw) -> list:
     return run_series(Detector(DetectorSettings(**{"periods": (DAY,), **kw})), t, x)
 
 
-def fed(det: Detector, t: list[float], x: list[float]) -> SeriesState:
-    """A series' state after its points, refitted whenever the detector asks (as a worker's refit task does)."""
+def fed(det: Detector, t: list[float], x: list[float], results: list | None = None) -> SeriesState:
+    """A series' state after its points, refitted whenever the detector asks (as a worker's refit task does);
+    each point's result is appended to ``results`` when given."""
     st = det.new_state()
     for a, b in zip(t, x):
-        if det.update(st, a, b).refit_due:
+        r = det.update(st, a, b)
+        if results is not None:
+            results.append(r)
+        if r.refit_due:
             det.refit(st)
     return st
 
@@ -771,9 +775,8 @@ def test_a_weekly_series_learns_that_its_days_are_noisier_than_its_nights():
     busy = np.clip(np.sin(2 * np.pi * ((t % DAY) / DAY - 0.25)), 0, None)
     weekday = (day + 2) % 7 < 5                       # T0 is a Wednesday
     x = 100 + np.where(weekday, 80.0, 20.0) * busy + rng.normal(0, 1.0 + 4.0 * busy)
-    det = Detector(DetectorSettings())
-    res = run_series(det, t.tolist(), x.tolist())
-    assert 604800.0 in fed(det, t.tolist(), x.tolist()).model_periods
+    res: list = []
+    assert 604800.0 in fed(Detector(DetectorSettings()), t.tolist(), x.tolist(), res).model_periods
     hour = (t % DAY) / 3600
     last_week = t >= t[-1] - 7 * DAY
     width = np.array([r.upper - r.expected if r.upper is not None else np.nan for r in res])
