@@ -178,14 +178,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--series", type=int, default=10_000)
     ap.add_argument("--minutes", type=int, default=60)
-    ap.add_argument("--accuracy-series", type=int, default=14)
+    ap.add_argument("--accuracy-series", type=int, default=14,
+                    help="simulated series for the accuracy table (0: speed and memory only)")
     args = ap.parse_args()
 
     live = bench_live(args.series, args.minutes)
     mem = memory_per_series(live.pop("states"))
     stl = statsmodels_stl_times()
-    acc = accuracy(args.accuracy_series)
-    clean = accuracy(args.accuracy_series, rate=0.0, seed=8)
+    acc = accuracy(args.accuracy_series) if args.accuracy_series > 0 else None
+    clean = accuracy(args.accuracy_series, rate=0.0, seed=8) if args.accuracy_series > 0 else None
     daily = redis_per_series((DAY,), 3)
     weekly = redis_per_series((DAY, 7 * DAY), 21)
     rows = [
@@ -209,6 +210,9 @@ def main() -> None:
     for k, v in rows:
         print(f"{k:{w}}  {v}")
     print()
+    if acc is None or clean is None:
+        print("accuracy: skipped (--accuracy-series 0)")
+        return
     print(f"{'accuracy on simulate data':28} {'recall':>7} {'precision':>9} {'F1':>6} {'false/series-week':>18} {'us/point':>9}")
     for name, ev in acc.items():
         pts = ev.points
