@@ -22,6 +22,7 @@ DAY = 86400.0
 WEEK = 7 * DAY
 STEP = 300.0
 T0 = 1_700_006_400.0   # a UTC midnight (a Wednesday)
+ON_AT, OFF_AT = 7 * 3600.0 + 300.0, 16 * 3600.0 + 3000.0   # business hours: on at 07:05, off at 16:50
 
 
 @dataclass

@@ -397,7 +397,8 @@ def test_causal_scores_do_not_change_with_later_points(base):
 # -- shapes real series have (workers/detection/corpus.py): calibrated, with a noise floor --------------
 
 from harewatch.workers.detection import calibration  # noqa: E402
-from harewatch.workers.detection.corpus import clean as corpus_clean, injected as corpus_injected  # noqa: E402
+from harewatch.workers.detection.corpus import (OFF_AT, ON_AT, clean as corpus_clean,  # noqa: E402
+                                                injected as corpus_injected)
 
 LEARNED = 3 * DAY   # the learning period the counts below start after
 
@@ -422,6 +423,22 @@ def false_onsets(shape: str, seeds: int, days: float = 28.0, after: float = LEAR
 def test_noiseless_shapes_raise_nothing(shape):
     """A noiseless wave, a square wave, a flat line: nothing at all (the noise floor)."""
     assert onsets_after_learning(shape) == []
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_noisy_on_off_series_raises_nothing_where_it_switches(seed):
+    """On from 07:05 to 16:50 with noise of 5% of its range, switching inside the 15-minute buckets the fit
+    sees: the bucket the switch falls in is the mean of the two levels, and none of its points is there. No
+    alert within a quarter of an hour of a switch, in two weeks (scored against that mean or the ramp to it,
+    these two series alerted at 07:00 and 07:05)."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(int(14 * DAY / STEP)) * STEP
+    tod = t % DAY
+    x = np.where((tod >= ON_AT) & (tod < OFF_AT), 80.0, 20.0) + rng.normal(0, 3.0, len(t))
+    res = run_series(Detector(DetectorSettings()), t.tolist(), x.tolist())
+    near = [round(float(tod[i]) / 3600, 2) for i, r in enumerate(res)
+            if r.onset and t[i] - T0 > LEARNED and min(abs(tod[i] - ON_AT), abs(tod[i] - OFF_AT)) <= 900]
+    assert near == []
 
 
 @pytest.mark.parametrize("shape", ["small_noise_wave", "quantised_cpu", "integer_counts", "pure_noise", "sensor_ar1",
