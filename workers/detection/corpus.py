@@ -55,8 +55,9 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
     if shape == "noiseless_wave":
         p = 50 + 20 * _daily(ts)
         return ts, p.copy(), p
-    if shape == "square_wave":
-        p = np.where((ts % DAY) < DAY / 2, 20.0, 80.0)
+    if shape == "square_wave":               # business hours: it switches inside the 15-minute buckets a fit sees
+        tod = ts % DAY
+        p = np.where((tod >= ON_AT) & (tod < OFF_AT), 80.0, 20.0)
         return ts, p.copy(), p
     if shape == "small_noise_wave":
         p = 50 + 20 * _daily(ts)
