@@ -312,16 +312,18 @@ def _step_within(prof: array[float], j: int, least: float) -> float:
     buckets are evenly spaced, a step's neighbours are flat; near a smooth wave's crest, the profile's own
     noise can look like a small step)."""
     L = len(prof)
-    vm, v, vp = prof[j - 1], prof[j], prof[(j + 1) % L]
+    vm, vp = prof[j - 1], prof[(j + 1) % L]
+    d = vp - vm
+    if (d if d >= 0 else -d) <= least:     # most buckets, and all of a smooth wave's: no step at all
+        return -1.0
+    v = prof[j]
     if not (vm < v < vp or vp < v < vm):
         return -1.0
-    d = vp - vm
     out1 = vm - prof[j - 2]
     out2 = prof[(j + 2) % L] - vp
     out1 = out1 if out1 >= 0 else -out1
     out2 = out2 if out2 >= 0 else -out2
-    ad = d if d >= 0 else -d
-    if ad <= least or ad <= STEP_RATIO * (out1 if out1 > out2 else out2):
+    if (d if d >= 0 else -d) <= STEP_RATIO * (out1 if out1 > out2 else out2):
         return -1.0
     f = (vp - v) / d
     return f if STEP_MIXED < f < 1.0 - STEP_MIXED else -1.0
