@@ -422,7 +422,7 @@ class Detector:
         levels on either side, and its points are on one of them, never at the mean: the bucket's share of
         time at the first level is where the step falls (:func:`_step_within`). Its neighbours are each on
         one level, and take their own value. Scored against the mean and the ramps to it, a noiseless
-        square wave switching off the bucket grid raised 1 to 3 false alerts a week, at its edges."""
+        square wave switching off the bucket grid raised 1 to 4 false alerts a week, at its edges."""
         prof = st.profile
         if prof is None:
             return 0.0, -1
