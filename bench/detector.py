@@ -185,8 +185,10 @@ def main() -> None:
     live = bench_live(args.series, args.minutes)
     mem = memory_per_series(live.pop("states"))
     stl = statsmodels_stl_times()
-    acc = accuracy(args.accuracy_series) if args.accuracy_series > 0 else None
-    clean = accuracy(args.accuracy_series, rate=0.0, seed=8) if args.accuracy_series > 0 else None
+    acc = clean = None
+    if args.accuracy_series > 0:
+        acc = accuracy(args.accuracy_series)
+        clean = accuracy(args.accuracy_series, rate=0.0, seed=8)
     daily = redis_per_series((DAY,), 3)
     weekly = redis_per_series((DAY, 7 * DAY), 21)
     rows = [

@@ -314,7 +314,8 @@ def _step_within(prof: array[float], j: int, least: float) -> float:
     L = len(prof)
     vm, vp = prof[j - 1], prof[(j + 1) % L]
     d = vp - vm
-    if (d if d >= 0 else -d) <= least:     # most buckets, and all of a smooth wave's: no step at all
+    ad = d if d >= 0 else -d
+    if ad <= least:                         # most buckets, and all of a smooth wave's: no step at all
         return -1.0
     v = prof[j]
     if not (vm < v < vp or vp < v < vm):
@@ -323,7 +324,7 @@ def _step_within(prof: array[float], j: int, least: float) -> float:
     out2 = prof[(j + 2) % L] - vp
     out1 = out1 if out1 >= 0 else -out1
     out2 = out2 if out2 >= 0 else -out2
-    if (d if d >= 0 else -d) <= STEP_RATIO * (out1 if out1 > out2 else out2):
+    if ad <= STEP_RATIO * (out1 if out1 > out2 else out2):
         return -1.0
     f = (vp - v) / d
     return f if STEP_MIXED < f < 1.0 - STEP_MIXED else -1.0

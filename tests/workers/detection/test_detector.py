@@ -427,17 +427,17 @@ def test_noiseless_shapes_raise_nothing(shape):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_a_noisy_on_off_series_raises_nothing_where_it_switches(seed):
-    """On from 07:05 to 16:50 with noise of 5% of its range, switching inside the 15-minute buckets the fit
-    sees: the bucket the switch falls in is the mean of the two levels, and none of its points is there. No
-    alert within a quarter of an hour of a switch, in two weeks (scored against that mean or the ramp to it,
-    these two series alerted at 07:00 and 07:05)."""
-    rng = np.random.default_rng(seed)
-    t = T0 + np.arange(int(14 * DAY / STEP)) * STEP
+    """The corpus' square wave (on from 07:05 to 16:50) with noise of 5% of its range, switching inside the
+    15-minute buckets the fit sees: the bucket the switch falls in is the mean of the two levels, and none of
+    its points is there. No alert within a quarter of an hour of a switch, in two weeks (scored against that
+    mean or the ramp to it, these two series alerted at 07:00 and 07:05)."""
+    s = corpus_clean("square_wave", seed, days=14)
+    t = s.ts
     tod = t % DAY
-    x = np.where((tod >= ON_AT) & (tod < OFF_AT), 80.0, 20.0) + rng.normal(0, 3.0, len(t))
+    x = s.x + np.random.default_rng(seed).normal(0, 3.0, len(t))
     res = run_series(Detector(DetectorSettings()), t.tolist(), x.tolist())
     near = [round(float(tod[i]) / 3600, 2) for i, r in enumerate(res)
-            if r.onset and t[i] - T0 > LEARNED and min(abs(tod[i] - ON_AT), abs(tod[i] - OFF_AT)) <= 900]
+            if r.onset and t[i] - t[0] > LEARNED and min(abs(tod[i] - ON_AT), abs(tod[i] - OFF_AT)) <= 900]
     assert near == []
 
 
