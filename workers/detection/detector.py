@@ -71,6 +71,13 @@ GAP_MEMORY = 0.999        # per point: how slowly the longest normal gap is forg
 RUN_MEMORY = 7 * 86400.0  # seconds over which the longest normal run of one value is forgotten (by e)
 RUN_MARGIN = 1.5          # a run this many times the longest normal one may be a flatline
 RETURN_MEMORY = 2 * 86400.0   # how long the level before a shift is remembered: moving back to it is no new alert
+REPEAT_Z = 3.0            # a deviation of this many sigmas is remembered for REPEAT_DAYS (a nightly job's) ...
+REPEAT_DAYS = 7           # ... and one as large at this time of day on REPEAT_SEEN of them ...
+REPEAT_SEEN = 2           # ... is the series' habit ...
+REPEAT_RATIO = 2.0        # ... where it was within this factor of the point's (a job is as large each night)
+REPEAT_TOL = 120.0        # seconds either side of the same time of day (a job starts a little late, runs longer) ...
+REPEAT_NEAR = 0.6         # ... or this many sampling intervals, where more (the same point of the day, give or take)
+REPEAT_MAX = 256          # deviations remembered at most (the oldest go first; 4 KB)
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,7 @@ class PointResult:
 # a state's fields kept as raw doubles when serialised: float arrays, and lists of floats
 _ARRAYS = ("profile", "ph_abs", "hist")
 _LISTS = ("deltas", "recent_ts", "recent_x", "recent_e", "cold_sorted", "cold_fifo", "zwin", "rwin",
-          "cal_pt", "cal_dn", "cal_ls", "cal_vc")
+          "cal_pt", "cal_dn", "cal_ls", "cal_vc", "rep_ts", "rep_r")
 
 
 @dataclass(slots=True)
@@ -223,6 +230,8 @@ class SeriesState:
     ret_up: bool = False             # that shift went up
     anchor: int = 0                  # points left in which the level, put back, is re-estimated from them
     clock: str = ""                  # the time zone its seasonal phases are in ("": UTC; see Detector._clock)
+    rep_ts: list[float] = field(default_factory=list)   # large deviations of the last REPEAT_DAYS: when (clock)
+    rep_r: list[float] = field(default_factory=list)    # ... and how large (see Detector._repeated)
 
     # -- serialisation ------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -732,7 +741,9 @@ class Detector:
             hv = x
             if res.upper is not None and res.expected is not None and st.profile is not None \
                     and res.type != "level_shift":
-                # winsorise: a spike must not bend the next fit
+                # winsorise: a spike must not bend the next fit (a nightly job the repeat memory expects is
+                # no spike: the fit learns what it can of it; taken out of the history, the profile forgot
+                # its share, the neighbours' expected values moved, and the memory no longer matched)
                 lim = 0.8 * (res.upper - res.expected)
                 lo, hi = res.expected - lim, res.expected + lim
                 hv = lo if x < lo else hi if x > hi else x
@@ -758,6 +769,14 @@ class Detector:
         sigma = self._count_scale(st, exp, own)
         r = x - exp
         z = r / sigma
+        raw_z = z
+        fine = st.bucket >= 2.0 * (st.interval or st.bucket)   # the fit is coarser than the data
+        if fine and (z >= REPEAT_Z or z <= -REPEAT_Z) and st.rep_ts:
+            c = self._repeated(st, ts, r)
+            if c != 0.0:
+                exp += c
+                r -= c
+                z = r / sigma
         iv = st.interval or 60.0
         # the point against this series' own tail on its side (counts, latencies and idle CPU burst up and
         # barely dip): each tail is promised half the false-alarm rate; the thresholds as values of |z|
@@ -778,6 +797,8 @@ class Detector:
                 self._mark(res, "spike" if z > 0 else "dip", s_pt, event=not st.in_episode)
             return
 
+        if fine and (raw_z >= REPEAT_Z or raw_z <= -REPEAT_Z):
+            self._remember_repeat(st, ts, raw_z * sigma)
         base = st.level
         # still learning whether the series has a daily cycle: its "shifts", spreads and flat stretches are
         # as likely its season (a solar panel's sunrise and night, a shop's opening hours) as an anomaly;
@@ -823,6 +844,70 @@ class Detector:
         if res.onset:
             st.ep_base = base
         self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr)
+
+    def _repeated(self, st: SeriesState, ts: float, r: float) -> float:
+        """How much of the deviation ``r`` is the series' habit at this time of day: the REPEAT_SEEN-th largest
+        of the last REPEAT_DAYS days' deviations on its side within REPEAT_TOL of this time, of those at most
+        REPEAT_RATIO times ``r``; at most ``r`` itself, and 0 where fewer days showed one or the habit is under
+        ``r`` / REPEAT_RATIO.
+
+        A nightly job (a backup at 02:05, a batch at 06:00) is a bump a few points long at the same time every
+        day, narrower than the fit's buckets (15 minutes for 5- and 1-minute data): the bucket's mean carries
+        part of it, its points rise far above that mean and the points beside it fall below. Scored as news,
+        each night alerted until the calibrated tail learnt that its largest points come daily: a 12-minute
+        job on 1-minute data every night for two weeks, a 5-minute one on 5-minute data every night for the
+        first week. As large as on two of the last seven days at this time, it is the series' habit (a job on
+        weekdays only, too); twice as large, it is news. Only ever lowers a surprise: a job that did not run
+        is not taken for an outage. Two days of seven, of a size like this one's: a bursty series' bursts fall
+        on the same minute of some day in the week by chance, and a spike there would go unseen (a level
+        shift on quantised CPU was, when any two days' bursts of any size within a sampling interval either
+        side counted)."""
+        rt, rr = st.rep_ts, st.rep_r
+        now = self._clock(ts)
+        iv = st.interval or 60.0
+        tol = REPEAT_NEAR * iv
+        if tol < REPEAT_TOL:
+            tol = REPEAT_TOL
+        up = r > 0.0
+        a = r if up else -r
+        most = REPEAT_RATIO * a
+        best = [0.0] * REPEAT_DAYS          # per day ago: its largest such deviation on this side, near this time
+        n = len(rt)
+        for d in range(REPEAT_DAYS):
+            lo = now - (d + 1) * DAY - tol
+            hi = lo + 2.0 * tol
+            i = bisect.bisect_left(rt, lo)
+            while i < n and rt[i] <= hi:
+                v = rr[i] if up else -rr[i]
+                if best[d] < v <= most:
+                    best[d] = v
+                i += 1
+        best.sort()
+        seen = best[-REPEAT_SEEN]
+        if seen * REPEAT_RATIO < a:
+            return 0.0
+        if seen > a:
+            seen = a
+        return seen if up else -seen
+
+    def _remember_repeat(self, st: SeriesState, ts: float, r: float) -> None:
+        """Remember a deviation of REPEAT_Z sigmas or more for :meth:`_repeated`, for REPEAT_DAYS days (in
+        time order: the hour a clock repeats when daylight saving time ends is not remembered)."""
+        rt, rr = st.rep_ts, st.rep_r
+        now = self._clock(ts)
+        if rt and now < rt[-1]:
+            return
+        horizon = now - REPEAT_DAYS * DAY - 2.0 * ((st.interval or 60.0) + REPEAT_TOL)
+        k = 0
+        while k < len(rt) and rt[k] < horizon:
+            k += 1
+        if len(rt) - k >= REPEAT_MAX:
+            k = len(rt) - REPEAT_MAX + 1
+        if k:
+            del rt[:k]
+            del rr[:k]
+        rt.append(now)
+        rr.append(r)
 
     @staticmethod
     def _point_surprise(st: SeriesState, z: float, iv: float) -> float:

@@ -782,6 +782,33 @@ def test_a_job_that_lifts_the_series_at_the_top_of_every_hour_is_learned(step, p
     assert later.count("level_shift") <= 1 and len(later) <= 2
 
 
+def nightly_job(seed: int, days: int, step: float = 60.0, minutes: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """A daily wave with noise, lifted by 20 noise sigmas for ``minutes`` from 02:05 every night (a backup)."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(int(days * DAY / step)) * step
+    tod = t % DAY
+    x = 50 + 20 * np.sin(2 * np.pi * (tod / DAY - 0.25)) + rng.normal(0, 3.0, len(t))
+    x[(tod >= 7500) & (tod < 7500 + 60 * minutes)] += 60
+    return t, x
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_nightly_job_shorter_than_a_fit_bucket_becomes_the_series_habit(seed):
+    """A 12-minute job at 02:05 on 1-minute data: the fit's 15-minute buckets hold part of it, its points rise
+    far above their mean and the minutes beside it fall below. It alerted every night for two weeks; a
+    deviation as large on two of the last seven nights at that minute is the series' habit, and its second
+    week is quiet. A job twice as large is still news."""
+    t, x = nightly_job(seed, 14)
+    night = (t // DAY - T0 // DAY).astype(int)
+    tod = t % DAY
+    res = run_series(Detector(), t.tolist(), x.tolist())
+    assert [round(float(tod[i]) / 3600, 2) for i, r in enumerate(res) if r.onset and night[i] >= 7] == []
+    bigger = x.copy()
+    bigger[(night == 11) & (tod >= 7500) & (tod < 8220)] += 120
+    res = run_series(Detector(), t.tolist(), bigger.tolist())
+    assert [night[i] for i, r in enumerate(res) if r.onset and night[i] >= 7] == [11]
+
+
 def test_a_weekly_series_learns_that_its_days_are_noisier_than_its_nights():
     """A weekly model's profile is a week long, but its noise scale is learned by time of day: busy hours are
     noisier than quiet ones (traffic, requests), and a week-long profile's phases are each seen once a week,
