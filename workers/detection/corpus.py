@@ -4,7 +4,7 @@ Each shape is what real metrics look like and what a detector tuned on
 Gaussian noise around a sine gets wrong: noiseless synthetic waves, square
 waves, quantised integer counts, heavy-tailed bursty counts, quantised bursty
 CPU, irregular sampling with gaps, a drifting phase, a weekly pattern with a
-holiday, an autocorrelated sensor. :func:`clean` gives a shape without
+holiday, an autocorrelated sensor, a nightly job. :func:`clean` gives a shape without
 anomalies (for false alerts and calibration); :func:`injected` the same series
 with spikes, dips and level shifts of a given size in robust sigmas of the
 series' own noise (for recall and delay).
@@ -23,6 +23,7 @@ WEEK = 7 * DAY
 STEP = 300.0
 T0 = 1_700_006_400.0   # a UTC midnight (a Wednesday)
 ON_AT, OFF_AT = 7 * 3600.0 + 300.0, 16 * 3600.0 + 3000.0   # business hours: on at 07:05, off at 16:50
+JOB_AT = 2 * 3600.0 + 300.0   # a nightly job starts at 02:05, inside a 15-minute bucket
 
 
 @dataclass
@@ -107,6 +108,11 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
             w[i] = 0.98 * w[i - 1] + e[i]
         p = np.full(n, 70.0)
         return ts, p + w, p
+    if shape == "nightly_job":               # a backup lifts a noisy daily wave for 10 minutes from 02:05
+        p = 50 + 20 * _daily(ts)
+        tod = ts % DAY
+        p[(tod >= JOB_AT) & (tod < JOB_AT + 600.0)] += 60.0
+        return ts, p + rng.normal(0, 3.0, n), p
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -114,7 +120,8 @@ INJECT_EVERY_DAYS = 3.0   # days between injected anomalies (ten times the rate 
 SHIFT_LASTS = DAY / 2     # an injected level shift is undone after this long
 
 SHAPES = ("noiseless_wave", "square_wave", "small_noise_wave", "flat_line", "pure_noise", "integer_counts",
-          "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1")
+          "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1",
+          "nightly_job")
 
 
 def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
