@@ -78,6 +78,9 @@ REPEAT_RATIO = 2.0        # ... where it was within this factor of the point's (
 REPEAT_TOL = 120.0        # seconds either side of the same time of day (a job starts a little late, runs longer) ...
 REPEAT_NEAR = 0.6         # ... or this many sampling intervals, where more (the same point of the day, give or take)
 REPEAT_MAX = 256          # deviations remembered at most (the oldest go first; 4 KB)
+HELD_SHARE = 0.5          # a series of non-integers, most of whose values are repeated, holds its values ...
+HELD_RUNS = 0.02          # ... (the share of its runs of one value that were repeated, over about 50 runs) ...
+HELD_MIN_CHANGE = 0.01    # ... each for at most a hundred points, as far as its false-alarm rate goes
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,8 @@ class SeriesState:
     ret_up: bool = False             # that shift went up
     anchor: int = 0                  # points left in which the level, put back, is re-estimated from them
     clock: str = ""                  # the time zone its seasonal phases are in ("": UTC; see Detector._clock)
+    held_share: float = 0.0          # the share of its values lately that were repeated (see Detector._holds)
+    held: bool = False               # it was last found to hold its values
     rep_ts: list[float] = field(default_factory=list)   # large deviations of the last REPEAT_DAYS: when (clock)
     rep_r: list[float] = field(default_factory=list)    # ... and how large (see Detector._repeated)
 
@@ -602,7 +607,10 @@ class Detector:
             st.model_periods = fit.periods
             st.method = fit.method
             # level from the newest raw points against the new profile: current even after a shift
-            rest = [x - self._season(st, t)[0] for t, x in zip(st.recent_ts, st.recent_x)]
+            rx = st.recent_x
+            held = self._holds(st)
+            rest = [x - self._season(st, t)[0] for i, (t, x) in enumerate(zip(st.recent_ts, rx))
+                    if not held or i == 0 or x != rx[i - 1]]   # a held value once: its repeats are no noise
             old = st.level
             if rest:
                 tail = sorted(rest[-16:])
@@ -777,7 +785,7 @@ class Detector:
                 exp += c
                 r -= c
                 z = r / sigma
-        iv = st.interval or 60.0
+        iv = self._draw_interval(st)
         # the point against this series' own tail on its side (counts, latencies and idle CPU burst up and
         # barely dip): each tail is promised half the false-alarm rate; the thresholds as values of |z|
         p_thr = cal.target_rate(s.threshold, iv)
@@ -797,7 +805,19 @@ class Detector:
                 self._mark(res, "spike" if z > 0 else "dip", s_pt, event=not st.in_episode)
             return
 
-        if fine and (raw_z >= REPEAT_Z or raw_z <= -REPEAT_Z):
+        # a series that holds its values (a gauge updated every 10 minutes, scraped every minute) repeats one
+        # draw of its noise for several points: the repeat is scored as the draw was, but teaches nothing new.
+        # Learned from at every point, its scale and tails rested on a tenth of the draws they seemed to, and
+        # 5 points of one 4-sigma draw made a level shift (1-minute scrapes of a noisy daily wave updated
+        # every 10 minutes: 0.9 false alerts a series-week, 0.3 scraped as updated). Not on integers or a grid:
+        # a count or a quantised percentage repeats its values because they are few, each one a new draw
+        holds = self._holds(st)
+        if holds != st.held:
+            st.held = holds
+            if holds:
+                self._now_held(st)
+        again = holds and x == st.last_value
+        if fine and (raw_z >= REPEAT_Z or raw_z <= -REPEAT_Z) and not again:
             self._remember_repeat(st, ts, raw_z * sigma)
         base = st.level
         # still learning whether the series has a daily cycle: its "shifts", spreads and flat stretches are
@@ -808,10 +828,11 @@ class Detector:
         # the 5- and 30-point windows behind shifts and spreads keep the series' own scale: their calibrators
         # are shared by the whole day, and a floor binding at the busy hours only made the quiet hours'
         # spread look like a variance change (simulated orders per minute: two false alerts)
-        self._push_windows(st, z if sigma == own else r / own, r)
+        if not again:
+            self._push_windows(st, z if sigma == own else r / own, r)
         typ, surprise = ("spike" if z > 0 else "dip"), s_pt
         candidate = s_pt >= s.threshold and dev_ok and self._dir_ok(z)
-        shift = self._level_shift(st, ts, p_thr)
+        shift = self._level_shift(st, ts, p_thr) if not again else None
         if shift is not None:
             s_ls, moved = shift
             exp += moved
@@ -819,7 +840,7 @@ class Detector:
                 if not candidate or s_ls > surprise:
                     typ, surprise = "level_shift", max(s_ls, surprise)
                 candidate = True
-        s_vc = self._spread(st, p_thr, candidate)
+        s_vc = self._spread(st, p_thr, candidate) if not again else None
         if s_vc is not None and settled:
             typ, surprise, candidate = "variance_change", s_vc, True
         if flat and not candidate and settled:
@@ -843,7 +864,38 @@ class Detector:
         self._episode(st, res, typ, surprise, candidate)
         if res.onset:
             st.ep_base = base
-        self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr)
+        self._learn(st, res, x, exp, r, z, sigma, ph, z_up, z_dn, s_pt, p_thr, again)
+
+    @staticmethod
+    def _now_held(st: SeriesState) -> None:
+        """The series is found to hold its values: what its tails and noise scale learned took each repeat for
+        a new draw (ten times the evidence there was, and a scale of the level model's one-step errors that
+        were mostly zero), so they start again, the scale from its newest values each taken once. Kept, their
+        early scatter was remembered for ten times as long as a draw-learned tail remembers (a held series of
+        noise caught 2 of 16 dips of 5 sigmas, 4 of 16 learned from every point, 11 of 16 started again)."""
+        st.cal_pt, st.cal_dn = cal.new(cal.POINT), cal.new(cal.POINT)
+        st.cal_ls, st.cal_vc = cal.new(cal.LEVEL), cal.new(cal.SPREAD)
+        rx, re_ = st.recent_x, st.recent_e
+        rest = [x - e for i, (x, e) in enumerate(zip(rx, re_)) if i == 0 or x != rx[i - 1]]
+        if len(rest) >= 4:
+            st.ew_abs = _local_abs(rest)
+
+    def _draw_interval(self, st: SeriesState) -> float:
+        """Seconds between new draws of the series' noise: its sampling interval, or on a series that holds its
+        values, the time a value is held. Its tails learn once a draw, so their false-alarm rate is per draw."""
+        iv = st.interval or 60.0
+        if self._holds(st):
+            pc = st.p_change if st.p_change > HELD_MIN_CHANGE else HELD_MIN_CHANGE
+            return iv / pc
+        return iv
+
+    @staticmethod
+    def _holds(st: SeriesState) -> bool:
+        """The series holds its values (see :meth:`_score`): non-integers, not on a grid, most of them repeated
+        (a value repeated because it is where the series rests, a solar panel's zero at night, is one run among
+        the day's values, which are not: a panel scored as holding its values raised 33 alerts in a year of
+        hourly data, 27 scored as it is)."""
+        return st.held_share > HELD_SHARE and not st.all_int and st.q_hits < 50
 
     def _repeated(self, st: SeriesState, ts: float, r: float) -> float:
         """How much of the deviation ``r`` is the series' habit at this time of day: the REPEAT_SEEN-th largest
@@ -981,6 +1033,7 @@ class Detector:
                 # it only once such runs are a habit
                 if (not st.flat_fired or st.flats >= 3) and st.run_len > st.run_max:
                     st.run_max, st.run_val = float(st.run_len), st.last_value
+                st.held_share += HELD_RUNS * ((1.0 if st.run_len > 0 else 0.0) - st.held_share)
                 st.run_len = 0
                 st.flat_fired = False
             else:
@@ -1021,7 +1074,7 @@ class Detector:
         zw, rw = st.zwin, st.rwin
         if len(rw) != LS_WINDOW or st.cooldown:
             return None
-        iv = st.interval or 60.0
+        iv = self._draw_interval(st)
         last5 = zw[-LS_WINDOW:]
         mean5 = sum(last5) / LS_WINDOW
         am5 = mean5 if mean5 >= 0 else -mean5
@@ -1056,7 +1109,7 @@ class Detector:
         if len(zw) != VC_WINDOW or st.cooldown:
             return None
         m2 = st.z2sum / VC_WINDOW
-        s_vc = cal.surprise(cal.tail_probability(st.cal_vc, m2), st.interval or 60.0)
+        s_vc = cal.surprise(cal.tail_probability(st.cal_vc, m2), self._draw_interval(st))
         if st.n % VC_WINDOW == 0:
             self._learn_tail(st, st.cal_vc, m2, cal.SPREAD, cal.value_at(st.cal_vc, p_thr), st.in_episode)
         if s_vc < self.s.threshold or candidate:
@@ -1072,27 +1125,29 @@ class Detector:
         return s_vc
 
     def _learn(self, st: SeriesState, res: PointResult, x: float, exp: float, r: float, z: float, sigma: float,
-               ph: int, z_up: float, z_dn: float, s_pt: float, p_thr: float) -> None:
-        """Learn from the point after deciding on it (clipped, so anomalies barely move the model)."""
+               ph: int, z_up: float, z_dn: float, s_pt: float, p_thr: float, again: bool = False) -> None:
+        """Learn from the point after deciding on it (clipped, so anomalies barely move the model); ``again``:
+        a held value repeated, which the level and profile follow but the tails and the scale do not learn."""
         # an episode's first point teaches the tails like any point, up to the alert threshold: a value at
         # least that unusual happened. Skipped nine times in ten, the largest values of a bursty series went
         # missing from its tail, which was fitted too light (1/month at 10 sigmas where its data showed 16).
         # The episode's later points, and a point past the threshold that raised nothing (k of n
         # unconfirmed), are learned as anomalies
         odd = not res.onset and (res.anomaly or s_pt >= self.s.threshold)
-        if z > 0.0:         # the other side learns 0, below any cap
-            z_up = cal.learn_cap(st.cal_pt, 0.5 * p_thr, z_up)
-        else:
-            z_dn = cal.learn_cap(st.cal_dn, 0.5 * p_thr, z_dn)
-        self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
-        self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
+        if not again:
+            if z > 0.0:         # the other side learns 0, below any cap
+                z_up = cal.learn_cap(st.cal_pt, 0.5 * p_thr, z_up)
+            else:
+                z_dn = cal.learn_cap(st.cal_dn, 0.5 * p_thr, z_dn)
+            self._learn_tail(st, st.cal_pt, z if z > 0.0 else 0.0, cal.POINT, z_up, odd)
+            self._learn_tail(st, st.cal_dn, -z if z < 0.0 else 0.0, cal.POINT, z_dn, odd, again=True)
         lim = 3.0 * sigma
         raw = x - exp
         innov = lim if raw > lim else -lim if raw < -lim else raw
-        self._follow_level(st, innov, raw, lim)
+        self._follow_level(st, innov, raw, lim, again)
         if ph >= 0 and st.profile is not None and not res.anomaly:
             st.profile[ph] += 0.02 * innov
-        if s_pt < self.s.threshold:  # the scale learns from ordinary points only
+        if s_pt < self.s.threshold and not again:  # the scale learns from ordinary points only
             ar = r if r >= 0 else -r
             cap = 3.0 * sigma / SIGMA_FROM_ABS
             if ar > cap:
@@ -1149,12 +1204,13 @@ class Detector:
         else:
             st.quiet = 0
 
-    def _follow_level(self, st: SeriesState, innov: float, r: float, lim: float) -> None:
+    def _follow_level(self, st: SeriesState, innov: float, r: float, lim: float, again: bool = False) -> None:
         """Move the level by the point's (clipped) innovation. Without a season, two smoothings run side by
         side, an hour of points and LEVEL_FAST, and the series follows the one that predicts it better: a
         slowly wandering sensor is best predicted by its last values (followed an hour behind, its wander
         scored as spikes and shifts), white noise by a long mean (followed fast, each point's noise doubled
-        as the next one's error)."""
+        as the next one's error). A held value repeated (``again``) is no test of either: the fast one
+        predicts it exactly."""
         lvl = st.level or 0.0
         slow = self._alpha_level(st)
         a = LEVEL_FAST if st.level_fast else slow
@@ -1166,7 +1222,7 @@ class Detector:
             if b > a:
                 a = b
         st.level = lvl + a * innov
-        if st.profile is not None:
+        if st.profile is not None or again:
             return          # a season explains the wander (installing one resets the choice to slow)
         alt = st.level_alt if st.level_alt is not None else lvl
         e_alt = r + (lvl - alt)
@@ -1335,7 +1391,7 @@ class Detector:
         below = above = None
         if st.level is not None and st.last_ts is not None:
             season, ph = self._season(st, st.last_ts)
-            z_up, z_dn = self._z_limits(st, cal.target_rate(self.s.threshold, st.interval or 60.0))
+            z_up, z_dn = self._z_limits(st, cal.target_rate(self.s.threshold, self._draw_interval(st)))
             sig = self._count_scale(st, st.level + season, self._sigma(st, ph))
             below = max(z_dn * sig, self.s.min_deviation)
             above = max(z_up * sig, self.s.min_deviation)

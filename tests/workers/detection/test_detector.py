@@ -809,6 +809,32 @@ def test_a_nightly_job_shorter_than_a_fit_bucket_becomes_the_series_habit(seed):
     assert [night[i] for i, r in enumerate(res) if r.onset and night[i] >= 7] == [11]
 
 
+def held_gauge(seed: int, days: int) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy daily wave updated every 10 minutes and scraped every minute: each value is held ten points."""
+    rng = np.random.default_rng(seed)
+    t = T0 + np.arange(int(days * DAY / 60.0)) * 60.0
+    x = 50 + 20 * np.sin(2 * np.pi * ((t % DAY) / DAY - 0.25)) + rng.normal(0, 3.0, len(t))
+    return t, x[(np.arange(len(t)) // 10) * 10]
+
+
+def test_a_gauge_scraped_more_often_than_it_is_updated_is_no_noisier_for_it():
+    """Each value of a held gauge is one draw of its noise, repeated: learned from as ten, its scale and tails
+    rested on a tenth of the evidence they seemed to, and five points of one 4-sigma value made a level shift
+    (these three series: six false alerts in their second week). Its repeats are scored, not learned, and its
+    false-alarm rate is per value: a week raises at most one alert, and a value 8 sigmas low is caught."""
+    onsets = 0
+    for seed in (0, 7, 9):
+        t, x = held_gauge(seed, 10)
+        res = run_series(Detector(), t.tolist(), x.tolist())
+        onsets += sum(1 for a, r in zip(t, res) if r.onset and a >= T0 + 3 * DAY)
+    assert onsets <= 1
+    t, x = held_gauge(1, 8)
+    i = int(6.4 * DAY / 60.0) // 10 * 10
+    x[i:i + 10] -= 24.0
+    res = run_series(Detector(), t.tolist(), x.tolist())
+    assert res[i].onset and res[i].type == "dip"
+
+
 def test_a_weekly_series_learns_that_its_days_are_noisier_than_its_nights():
     """A weekly model's profile is a week long, but its noise scale is learned by time of day: busy hours are
     noisier than quiet ones (traffic, requests), and a week-long profile's phases are each seen once a week,
