@@ -36,7 +36,7 @@ from harewatch.workers.detection import IMPLEMENTATION, Detector, DetectorSettin
 from harewatch.workers.detection.backtest import run_series
 from harewatch.workers.detection.calibration import sensitivity_threshold, target_rate
 from harewatch.workers.detection.corpus import (DAY, INJECT_EVERY_DAYS, SHAPES, SHIFT_LASTS, STEP, WEEK, clean,
-                                                injected, recall_bound)
+                                                injected, recall_bound, step_of)
 
 WARMUP_DAYS = 3.0
 TOLERANCE = 5
@@ -154,8 +154,9 @@ def main() -> None:
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--every-days", type=float, default=INJECT_EVERY_DAYS, help="days between injected anomalies")
     a = ap.parse_args()
-    print(f"{a.seeds} anomaly-free and {a.seeds} injected series of {a.days:g} days per shape, 5-minute data, "
-          f"sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "
+    other = ", ".join(f"{sh} every {step_of(sh):g} s" for sh in a.shapes.split(",") if step_of(sh) != STEP)
+    print(f"{a.seeds} anomaly-free and {a.seeds} injected series of {a.days:g} days per shape, 5-minute data"
+          f"{f' ({other})' if other else ''}, sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "
           f"one anomaly injected every {a.every_days:g} days")
     print(f"{'shape':20} {'false/wk':>8} {'95%':>11} {'above thr':>10} {'target':>9} {'spike':>6} {'dip':>6} "
           f"{'shift':>6} {'delay':>6} {'again':>6}  bound: spike/dip")
@@ -167,7 +168,8 @@ def main() -> None:
         t0 = time.perf_counter()
         r = rows[shape] = evaluate_shape(shape, a.seeds, a.days, a.sensitivity, a.every_days)
         dt += time.perf_counter() - t0
-        b = r["bound"] = recall_bound(shape, BAR_FALSE_PER_WEEK * STEP / WEEK, a.seeds, a.days, a.every_days)
+        b = r["bound"] = recall_bound(shape, BAR_FALSE_PER_WEEK * step_of(shape) / WEEK, a.seeds, a.days,
+                                      a.every_days)
         points += int(r["points"])
         worst["false_per_week"] = max(worst["false_per_week"], r["false_per_week"])
         worst["recall"] = min(worst["recall"], r["spike"], r["dip"], r["level_shift"])

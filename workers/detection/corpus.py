@@ -4,7 +4,9 @@ Each shape is what real metrics look like and what a detector tuned on
 Gaussian noise around a sine gets wrong: noiseless synthetic waves, square
 waves, quantised integer counts, heavy-tailed bursty counts, quantised bursty
 CPU, irregular sampling with gaps, a drifting phase, a weekly pattern with a
-holiday, an autocorrelated sensor, a nightly job. :func:`clean` gives a shape without
+holiday, an autocorrelated sensor, a nightly job, and at 1-minute sampling
+(as Prometheus scrapes) noise and a gauge scraped more often than it is
+updated. :func:`clean` gives a shape without
 anomalies (for false alerts and calibration); :func:`injected` the same series
 with spikes, dips and level shifts of a given size in robust sigmas of the
 series' own noise (for recall and delay).
@@ -50,9 +52,20 @@ def _robust_sigma(noise: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(noise - np.median(noise))))
 
 
+def step_of(shape: str) -> float:
+    """The shape's sampling interval in seconds (5 minutes, unless :data:`STEPS` says otherwise)."""
+    return STEPS.get(shape, STEP)
+
+
+def _held_starts(n: int) -> np.ndarray:
+    """For each point of a gauge updated every HELD_EVERY points, the index of the update it shows."""
+    return (np.arange(n) // HELD_EVERY) * HELD_EVERY
+
+
 def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = int(days * DAY / STEP)
-    ts = T0 + np.arange(n) * STEP
+    step = step_of(shape)
+    n = int(days * DAY / step)
+    ts = T0 + np.arange(n) * step
     if shape == "noiseless_wave":
         p = 50 + 20 * _daily(ts)
         return ts, p.copy(), p
@@ -113,6 +126,13 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
         tod = ts % DAY
         p[(tod >= JOB_AT) & (tod < JOB_AT + 600.0)] += 60.0
         return ts, p + rng.normal(0, 3.0, n), p
+    if shape == "pure_noise_1min":           # pure noise, scraped every minute: its false-alarm rate is per minute
+        p = np.full(n, 40.0)
+        return ts, p + rng.normal(0, 3.0, n), p
+    if shape == "held_gauge":                # a noisy daily wave updated every 10 minutes, scraped every minute
+        p = 50 + 20 * _daily(ts)
+        held = _held_starts(n)
+        return ts, (p + rng.normal(0, 3.0, n))[held], p[held]
     raise ValueError(f"unknown shape {shape!r}")
 
 
@@ -121,7 +141,9 @@ SHIFT_LASTS = DAY / 2     # an injected level shift is undone after this long
 
 SHAPES = ("noiseless_wave", "square_wave", "small_noise_wave", "flat_line", "pure_noise", "integer_counts",
           "bursty_counts", "quantised_cpu", "irregular_sampling", "drifting_phase", "weekly_holiday", "sensor_ar1",
-          "nightly_job")
+          "nightly_job", "pure_noise_1min", "held_gauge")
+STEPS = {"pure_noise_1min": 60.0, "held_gauge": 60.0}   # shapes not sampled every STEP
+HELD_EVERY = 10           # held_gauge: points per update
 
 
 def clean(shape: str, seed: int = 0, days: float = 21.0) -> Series:
@@ -202,10 +224,12 @@ def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, w
         i = int(np.searchsorted(s.ts, t + rng.uniform(0, 0.5) * DAY))
         kind = kinds[k % 3]
         mag = size * s.sigma
-        if kind == "spike":
-            x[i] += mag
-        elif kind == "dip":
-            x[i] -= mag
+        if kind in ("spike", "dip"):
+            # one value: on a held gauge, one update, held until the next
+            end = (i // HELD_EVERY + 1) * HELD_EVERY if shape == "held_gauge" else i + 1
+            if shape == "held_gauge":
+                i = i // HELD_EVERY * HELD_EVERY
+            x[i:end] += mag if kind == "spike" else -mag
         else:
             end = int(np.searchsorted(s.ts, s.ts[i] + SHIFT_LASTS))
             x[i:end] += mag
