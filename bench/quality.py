@@ -155,8 +155,9 @@ def main() -> None:
     ap.add_argument("--every-days", type=float, default=INJECT_EVERY_DAYS, help="days between injected anomalies")
     a = ap.parse_args()
     other = ", ".join(f"{sh} every {step_of(sh):g} s" for sh in a.shapes.split(",") if step_of(sh) != STEP)
-    print(f"{a.seeds} anomaly-free and {a.seeds} injected series of {a.days:g} days per shape, 5-minute data"
-          f"{f' ({other})' if other else ''}, sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "
+    other = f" ({other})" if other else ""
+    print(f"{a.seeds} anomaly-free and {a.seeds} injected series of {a.days:g} days per shape, 5-minute data{other}, "
+          f"sensitivity {a.sensitivity}; onsets counted after {WARMUP_DAYS:g} days; recall within {TOLERANCE} points, "
           f"one anomaly injected every {a.every_days:g} days")
     print(f"{'shape':20} {'false/wk':>8} {'95%':>11} {'above thr':>10} {'target':>9} {'spike':>6} {'dip':>6} "
           f"{'shift':>6} {'delay':>6} {'again':>6}  bound: spike/dip")

@@ -57,11 +57,6 @@ def step_of(shape: str) -> float:
     return STEPS.get(shape, STEP)
 
 
-def _held_starts(n: int) -> np.ndarray:
-    """For each point of a gauge updated every HELD_EVERY points, the index of the update it shows."""
-    return (np.arange(n) // HELD_EVERY) * HELD_EVERY
-
-
 def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     step = step_of(shape)
     n = int(days * DAY / step)
@@ -131,7 +126,7 @@ def _make(shape: str, days: float, rng: np.random.Generator) -> tuple[np.ndarray
         return ts, p + rng.normal(0, 3.0, n), p
     if shape == "held_gauge":                # a noisy daily wave updated every 10 minutes, scraped every minute
         p = 50 + 20 * _daily(ts)
-        held = _held_starts(n)
+        held = np.arange(n) // HELD_EVERY * HELD_EVERY    # the update each scrape shows
         return ts, (p + rng.normal(0, 3.0, n))[held], p[held]
     raise ValueError(f"unknown shape {shape!r}")
 
@@ -225,10 +220,10 @@ def injected(shape: str, seed: int = 0, days: float = 21.0, size: float = 5.0, w
         kind = kinds[k % 3]
         mag = size * s.sigma
         if kind in ("spike", "dip"):
-            # one value: on a held gauge, one update, held until the next
-            end = (i // HELD_EVERY + 1) * HELD_EVERY if shape == "held_gauge" else i + 1
-            if shape == "held_gauge":
+            end = i + 1
+            if shape == "held_gauge":       # one value: one update, held until the next
                 i = i // HELD_EVERY * HELD_EVERY
+                end = i + HELD_EVERY
             x[i:end] += mag if kind == "spike" else -mag
         else:
             end = int(np.searchsorted(s.ts, s.ts[i] + SHIFT_LASTS))

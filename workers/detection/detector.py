@@ -319,6 +319,19 @@ def _local_abs(values: list[float]) -> float:
     return total / len(values)
 
 
+def _coarse(st: SeriesState) -> bool:
+    """The fit's buckets hold two sampling intervals or more: structure inside a bucket (a switch, a nightly
+    job) is not in the profile."""
+    return st.bucket >= 2.0 * (st.interval or st.bucket)
+
+
+def _repeat_tol(st: SeriesState) -> float:
+    """Seconds either side of the same time of day in which a deviation counts as the same one (a job starts
+    a little late, runs a little longer): REPEAT_TOL, or REPEAT_NEAR sampling intervals where more."""
+    tol = REPEAT_NEAR * (st.interval or 60.0)
+    return tol if tol > REPEAT_TOL else REPEAT_TOL
+
+
 def _step_within(prof: array[float], j: int, least: float) -> float:
     """Where a step falls inside bucket ``j`` of a profile, as the share of the bucket before it, or -1 where
     there is none: the bucket lies between its neighbours, at least STEP_MIXED of the way from each, and
@@ -447,7 +460,7 @@ class Detector:
         w = pos - k                 # where in its bucket the point is
         ph = k % L
         iv = st.interval or st.bucket
-        if st.bucket >= 2.0 * iv:   # a bucket of one point is a value on the way, never a mean of two levels
+        if _coarse(st):             # a bucket of one point is a value on the way, never a mean of two levels
             least = STEP_SIGMAS * SIGMA_FROM_ABS * st.ew_abs
             f = _step_within(prof, ph, least)
             if f >= 0.0:
@@ -778,7 +791,7 @@ class Detector:
         r = x - exp
         z = r / sigma
         raw_z = z
-        fine = st.bucket >= 2.0 * (st.interval or st.bucket)   # the fit is coarser than the data
+        fine = _coarse(st)
         if fine and (z >= REPEAT_Z or z <= -REPEAT_Z) and st.rep_ts:
             c = self._repeated(st, ts, r)
             if c != 0.0:
@@ -916,10 +929,7 @@ class Detector:
         side counted)."""
         rt, rr = st.rep_ts, st.rep_r
         now = self._clock(ts)
-        iv = st.interval or 60.0
-        tol = REPEAT_NEAR * iv
-        if tol < REPEAT_TOL:
-            tol = REPEAT_TOL
+        tol = _repeat_tol(st)
         up = r > 0.0
         a = r if up else -r
         most = REPEAT_RATIO * a
@@ -949,7 +959,7 @@ class Detector:
         now = self._clock(ts)
         if rt and now < rt[-1]:
             return
-        horizon = now - REPEAT_DAYS * DAY - 2.0 * ((st.interval or 60.0) + REPEAT_TOL)
+        horizon = now - REPEAT_DAYS * DAY - _repeat_tol(st)     # what _repeated reads no more
         k = 0
         while k < len(rt) and rt[k] < horizon:
             k += 1
